@@ -1,1 +1,42 @@
-//! (being built)
+//! Inference through tch (libtorch): the device, speech activity (Silero VAD), speaker
+//! embeddings (GE2E) and their clustering into speaker turns, and Whisper speech recognition.
+//! Everything here runs on the Processor's thread.
+
+pub mod cluster;
+pub mod device;
+pub mod diarize;
+pub mod embed;
+pub mod vad;
+pub mod whisper;
+
+/// Errors of model loading and inference.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    #[error("Model file {path} is missing: run scripts/prepare-models")]
+    ModelMissing { path: std::path::PathBuf },
+    #[error("Loading model {path} failed: {source}")]
+    ModelLoad { path: std::path::PathBuf, source: tch::TchError },
+    #[error("Model file {path} is not usable: {reason}")]
+    ModelInvalid { path: std::path::PathBuf, reason: String },
+    #[error("The device ran out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("Inference failed: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl crate::error::Classify for InferenceError {
+    fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            // Another attempt may find memory free (or run on the CPU).
+            InferenceError::OutOfMemory(_) => crate::error::ErrorKind::Transient,
+            // A missing or broken model is the operator's to fix; retrying the job can't help,
+            // but the job is not the job's fault either: treat it as transient so it waits.
+            InferenceError::ModelMissing { .. } | InferenceError::ModelLoad { .. } => {
+                crate::error::ErrorKind::Transient
+            }
+            InferenceError::ModelInvalid { .. } | InferenceError::Torch(_) => {
+                crate::error::ErrorKind::Permanent
+            }
+        }
+    }
+}
