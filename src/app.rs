@@ -1,1 +1,276 @@
-//! (being built)
+//! The daemon: starts the five actors under a Supervisor in one actix System, forwards signals
+//! to it, and carries a shutdown down the tree: stop taking jobs → let the job in hand finish
+//! (bounded by the drain timeout) → record what is pending → final stats → exit 0.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::config::Config;
+use crate::db::writer::DbWriter;
+use crate::db::DbPool;
+use crate::pipeline::PipelineFactory;
+use crate::processor::{Processor, ProcessorSettings};
+use crate::queue::listener::{self, ListenerSettings, QueueListener};
+use crate::queue::retry::{self, RetryPolicy, RetryScheduler};
+use crate::queue::{Keys, RedisQueue};
+use crate::error::JobError;
+use crate::stats::reporter::{self as stats, StatsReporter};
+use crate::stats::socket::StatsSocket;
+
+/// Jobs one Processor thread holds at once.
+const PROCESSOR_CAPACITY: usize = 1;
+/// Threads the DbWriter's SyncArbiter runs (progress updates and results).
+const DB_WRITER_THREADS: usize = 2;
+
+// ---- state ----
+
+/// Addresses of the running actors.
+#[derive(Clone)]
+pub struct Workers {
+    pub listener: Addr<QueueListener>,
+    pub retry: Addr<RetryScheduler>,
+    pub processor: Addr<Processor>,
+    pub db: Addr<DbWriter>,
+    pub stats: Addr<StatsReporter>,
+}
+
+pub struct Supervisor {
+    config: Config,
+    workers: Workers,
+    /// Set once a shutdown has begun.
+    draining_since: Option<Instant>,
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Upkeep for the sync actors: heartbeat/reaper (each acts only when due) and retry
+        // promotion, which a tenth of a second keeps close to the retry's due time.
+        let tick = Duration::from_millis(100);
+        ctx.run_interval(tick, |act, _| {
+            act.workers.listener.do_send(listener::Tick);
+            act.workers.retry.do_send(retry::Tick);
+        });
+    }
+}
+
+// ---- messages ----
+
+/// A Unix signal arrived.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Signal(pub i32);
+
+/// Begin a graceful shutdown (what SIGTERM does).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// The running actors' addresses (for tests and tools).
+#[derive(Message)]
+#[rtype(result = "Workers")]
+pub struct GetWorkers;
+
+// ---- handlers ----
+
+impl Handler<Signal> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, Signal(signal): Signal, ctx: &mut Context<Self>) {
+        use signal_hook::consts::*;
+        match signal {
+            SIGTERM | SIGINT if self.draining_since.is_some() => {
+                if signal == SIGINT {
+                    log::warn!("📥 Second SIGINT: exiting now; the job in hand stays in Redis and will be taken again");
+                    std::process::exit(130);
+                }
+                log::info!("Shutdown already under way");
+            }
+            SIGTERM | SIGINT => {
+                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                log::info!("📥 Received {name}, initiating graceful shutdown...");
+                self.begin_shutdown(ctx);
+            }
+            SIGUSR1 => self.workers.stats.do_send(stats::LogStats),
+            other => log::debug!("Ignoring signal {other}"),
+        }
+    }
+}
+
+impl Handler<Stop> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        if self.draining_since.is_none() {
+            self.begin_shutdown(ctx);
+        }
+    }
+}
+
+impl Handler<GetWorkers> for Supervisor {
+    type Result = MessageResult<GetWorkers>;
+
+    fn handle(&mut self, _: GetWorkers, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.workers.clone())
+    }
+}
+
+// ---- helpers ----
+
+impl Supervisor {
+    fn begin_shutdown(&mut self, _: &mut Context<Self>) {
+        self.draining_since = Some(Instant::now());
+        let workers = self.workers.clone();
+        let drain_timeout = self.config.drain_timeout();
+        actix::spawn(async move {
+            drain(&workers, drain_timeout).await;
+            let _ = workers.listener.send(listener::Shutdown).await;
+            let _ = workers.retry.send(retry::Shutdown).await;
+            let _ = workers.db.send(crate::db::writer::Shutdown).await;
+            let _ = workers.stats.send(stats::FinalSummary).await;
+            System::current().stop_with_code(0);
+        });
+    }
+}
+
+/// Waits until the job in hand is finished, or the drain timeout has passed.
+async fn drain(workers: &Workers, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut in_hand = workers.listener.send(listener::StopIntake).await.unwrap_or(0);
+    if in_hand > 0 {
+        log::info!("⏳ Waiting for current job to complete (up to {:.0}s)...", timeout.as_secs_f64());
+    }
+    while in_hand > 0 {
+        if Instant::now() >= deadline {
+            log::warn!("⚠️  Drain timeout reached with {in_hand} job(s) in hand");
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        in_hand = workers.listener.send(listener::InHand).await.unwrap_or(0);
+    }
+}
+
+/// Starts the actors under a Supervisor; call inside a running actix System.
+pub fn start(config: Config, pool: DbPool, factory: PipelineFactory, device: String) -> Addr<Supervisor> {
+    let workers = start_workers(&config, pool, factory, device);
+    Supervisor { config, workers, draining_since: None }.start()
+}
+
+/// Starts the five actors.
+fn start_workers(config: &Config, pool: DbPool, factory: PipelineFactory, device: String) -> Workers {
+    let keys = Keys::from_config(&config);
+    let stats = StatsReporter::new(
+        keys.worker_id.clone(),
+        device,
+        Duration::from_secs_f64(config.stats_interval.max(1.0)),
+    )
+    .start();
+    let db = {
+        let pool = pool.clone();
+        SyncArbiter::start(DB_WRITER_THREADS, move || DbWriter::new(pool.clone()))
+    };
+    let processor = {
+        let (db, settings) = (db.clone(), processor_settings(config));
+        SyncArbiter::start(1, move || Processor::new(&factory, db.clone(), settings.clone()))
+    };
+    let retry = {
+        let (queue, policy) = (RedisQueue::new(&config.redis_url, keys.clone()), retry_policy(config));
+        let (db, stats) = (db.clone(), stats.clone());
+        // The factory runs again only after a panic; a fresh connection is right then.
+        let url = config.redis_url.clone();
+        let keys = keys.clone();
+        let first = std::sync::Mutex::new(Some(queue));
+        SyncArbiter::start(1, move || {
+            let queue = first
+                .lock()
+                .ok()
+                .and_then(|mut q| q.take())
+                .unwrap_or_else(|| RedisQueue::new(&url, keys.clone()));
+            RetryScheduler::new(queue, policy.clone(), db.clone(), stats.clone())
+        })
+    };
+    let listener = {
+        let settings = listener_settings(config);
+        let (processor, retry, stats) = (processor.clone(), retry.clone(), stats.clone());
+        let (url, keys) = (config.redis_url.clone(), keys.clone());
+        SyncArbiter::start(1, move || {
+            QueueListener::new(
+                RedisQueue::new(&url, keys.clone()),
+                settings.clone(),
+                processor.clone(),
+                retry.clone(),
+                stats.clone(),
+            )
+        })
+    };
+    Workers { listener, retry, processor, db, stats }
+}
+
+fn processor_settings(config: &Config) -> ProcessorSettings {
+    ProcessorSettings {
+        min_speakers: config.min_speakers,
+        max_speakers: config.max_speakers,
+        force_reclaim: config.force_reclaim,
+    }
+}
+
+pub fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy {
+        max_retries: config.max_retries,
+        base_delay: Duration::from_secs_f64(config.retry_base_delay.max(0.0)),
+    }
+}
+
+fn listener_settings(config: &Config) -> ListenerSettings {
+    ListenerSettings {
+        capacity: PROCESSOR_CAPACITY,
+        heartbeat_ttl: config.heartbeat_ttl(),
+        max_payload_bytes: config.max_payload_bytes,
+    }
+}
+
+/// Runs the daemon until a shutdown completes; returns the process exit code.
+pub fn run(config: Config, factory: PipelineFactory, device: String) -> Result<i32, JobError> {
+    crate::logging::banner(&config, &device);
+    let pool = crate::db::connect(&config.database_url)?;
+    let applied = crate::db::run_migrations(&pool)?;
+    if applied.is_empty() {
+        log::info!("🗄️  Database schema is up to date");
+    } else {
+        log::info!("🗄️  Applied migrations: {}", applied.join(", "));
+    }
+    // Bound before anything starts, so a second daemon on the same socket refuses at once.
+    let mut socket = StatsSocket::bind(&config.socket).map_err(|err| JobError::permanent(err.to_string()))?;
+    let runner = System::new();
+    let supervisor = runner.block_on(async move {
+        let workers = start_workers(&config, pool, factory, device);
+        workers.stats.do_send(stats::ConnectionState::Database(true));
+        let served = socket.serve(workers.stats.clone()).map(|_| socket);
+        (Supervisor { config, workers, draining_since: None }.start(), served)
+    });
+    let (supervisor, socket) = (supervisor.0, supervisor.1.map_err(|err| JobError::permanent(err.to_string()))?);
+    forward_signals(supervisor)?;
+    let code = runner
+        .run_with_code()
+        .map_err(|err| JobError::permanent(format!("the actor system failed: {err}")))?;
+    drop(socket);
+    Ok(code)
+}
+
+/// Delivers SIGTERM, SIGINT, SIGHUP and SIGUSR1 to the Supervisor from a thread of their own.
+fn forward_signals(supervisor: Addr<Supervisor>) -> Result<(), JobError> {
+    use signal_hook::consts::*;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+        .map_err(|err| JobError::permanent(format!("cannot listen for signals: {err}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                supervisor.do_send(Signal(signal));
+            }
+        })
+        .map_err(|err| JobError::permanent(format!("cannot start the signal thread: {err}")))?;
+    Ok(())
+}

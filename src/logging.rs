@@ -1,1 +1,41 @@
-//! (being built)
+//! Logging set-up (env_logger, `RUST_LOG` respected, INFO by default) and the start-up banner.
+
+use std::io::Write;
+
+use crate::config::{mask_url, Config};
+
+/// Starts env_logger with the original worker's line format: time, level, target, message.
+pub fn init() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let _ = env_logger::Builder::from_env(env)
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{} [{}] {}: {}",
+                chrono::Local::now().format("%Y-%m-%d %H:%M:%S"),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        })
+        .try_init();
+}
+
+/// The banner printed at start: what this worker will do and with what.
+pub fn banner(config: &Config, device: &str) {
+    let rule = "=".repeat(70);
+    log::info!("{rule}");
+    log::info!("🚀 LahStats ML Processing Worker v{}", crate::version());
+    log::info!("{rule}");
+    log::info!("🆔 Worker ID: {}", config.worker_id());
+    log::info!("📋 Processing Queue: {}", config.processing_queue());
+    log::info!("📋 Failed Queue: {}", config.failed_queue());
+    log::info!("🔄 Max Retries: {}", config.max_retries);
+    log::info!("⏱️  Retry Delays: {}", config.retry_delays_text());
+    log::info!("🔌 Redis URL: {}", mask_url(&config.redis_url));
+    log::info!("🗄️  Database: {}", mask_url(&config.database_url));
+    log::info!("🧠 Models: {} on {device}", config.models_dir.display());
+    log::info!("📁 Storage: {}", config.storage_dir.display());
+    log::info!("🔧 Stats socket: {}", config.socket.display());
+    log::info!("{rule}");
+}

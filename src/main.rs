@@ -1,1 +1,51 @@
-fn main() {}
+//! `lahstats-worker`: the daemon and its tools. See `lahstats-worker --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lahstats_worker::cli::{Cli, Command, FailedAction};
+use lahstats_worker::config::Config;
+use lahstats_worker::queue::{Keys, RedisQueue};
+
+fn main() -> ExitCode {
+    Config::load_dotenv();
+    lahstats_worker::logging::init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("lahstats-worker: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8, String> {
+    let config = cli.config;
+    match cli.command {
+        Command::Run => lahstats_worker::commands::run(config),
+        Command::Analyze { files, format, num_speakers } => {
+            lahstats_worker::commands::analyze(&config, &files, format, num_speakers)
+        }
+        Command::Submit { files, session_id, wait } => {
+            lahstats_worker::commands::submit(&config, &files, session_id, wait)
+        }
+        Command::Stats { json, prometheus } => lahstats_worker::commands::stats(&config, json, prometheus),
+        Command::Failed { action } => failed(&config, action),
+        Command::Migrate => lahstats_worker::commands::migrate(&config),
+        Command::Models { .. } => lahstats_worker::commands::models_check(&config),
+    }
+}
+
+fn failed(config: &Config, action: FailedAction) -> Result<u8, String> {
+    use lahstats_worker::cli::failed;
+    let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
+    let result = match action {
+        FailedAction::List { json } => failed::list(&mut queue, json).map(|_| ()),
+        FailedAction::Retry { session_id, .. } => failed::retry(&mut queue, session_id.as_deref())
+            .map(|n| println!("{n} job(s) requeued onto {}", queue.keys.processing)),
+        FailedAction::Purge { older_than } => failed::purge(&mut queue, older_than)
+            .map(|n| println!("{n} failed job(s) deleted")),
+    };
+    result.map(|_| 0).map_err(|err| err.to_string())
+}

@@ -1,1 +1,54 @@
-//! (being built)
+//! The processing pipeline as the Processor drives it: what it is given, what it returns, and
+//! the stages it reports. The speech pipeline (decode → VAD → diarize → transcribe → correct →
+//! count → sample clips) implements it; queue tests may implement it too, to fail on demand.
+
+use std::sync::Arc;
+
+use crate::error::JobError;
+use crate::session::{SessionInput, SessionResults, SpeakerSample, Stage};
+
+/// Per-job settings that come from configuration and the job payload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOptions {
+    pub min_speakers: Option<usize>,
+    pub max_speakers: Option<usize>,
+    /// Target words to count (the app's table, else the built-in list).
+    pub target_words: Vec<String>,
+}
+
+/// What analysing a session produced, before anything is saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Analysis {
+    pub results: SessionResults,
+    /// Wall seconds per stage, in order.
+    pub stage_seconds: Vec<(Stage, f64)>,
+}
+
+/// Reports a stage's progress in percent (0–100).
+pub type Progress<'a> = &'a mut dyn FnMut(Stage, u8);
+
+/// One session's processing, start to finish, on the Processor's thread.
+pub trait SessionPipeline {
+    /// Decodes the session's audio and finds speakers, their words and counts
+    /// (stages concatenating, diarizing, transcribing).
+    fn analyze(
+        &mut self,
+        input: &SessionInput,
+        options: &JobOptions,
+        progress: Progress,
+    ) -> Result<Analysis, JobError>;
+
+    /// Writes a sample clip per speaker of the last analysed session (stage generating_samples).
+    fn write_samples(
+        &mut self,
+        analysis: &Analysis,
+        progress: Progress,
+    ) -> Result<Vec<SpeakerSample>, JobError>;
+
+    /// What the pipeline runs on, for the banner and stats ("cpu", "cuda:0").
+    fn device(&self) -> String;
+}
+
+/// Builds a pipeline: called at start and again whenever the Processor is restarted.
+pub type PipelineFactory =
+    Arc<dyn Fn() -> Result<Box<dyn SessionPipeline>, JobError> + Send + Sync>;

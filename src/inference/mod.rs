@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod device;
 pub mod diarize;
 pub mod embed;
+pub mod manifest;
 pub mod vad;
 pub mod whisper;
 

@@ -1,0 +1,135 @@
+//! What each subcommand does (the daemon itself is `app::run`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::Format;
+use crate::config::Config;
+use crate::queue::{Keys, RedisQueue};
+use crate::stats::socket;
+
+/// `run`: the daemon in the foreground until SIGTERM/SIGINT.
+pub fn run(config: Config) -> Result<u8, String> {
+    let device = crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+    let description = crate::inference::device::describe(device);
+    let factory = crate::speech::factory(config.clone(), device);
+    let code = crate::app::run(config, factory, description).map_err(|e| e.to_string())?;
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// `migrate`: apply the database migrations and say which.
+pub fn migrate(config: &Config) -> Result<u8, String> {
+    let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
+    let applied = crate::db::run_migrations(&pool).map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        println!("Database schema is up to date ({})", crate::config::mask_url(&config.database_url));
+    } else {
+        println!("Applied {} migration(s): {}", applied.len(), applied.join(", "));
+    }
+    Ok(0)
+}
+
+/// `stats`: ask the running daemon over its socket.
+pub fn stats(config: &Config, json: bool, prometheus: bool) -> Result<u8, String> {
+    if json {
+        let answer = socket::request(&config.socket, "stats").map_err(|e| e.to_string())?;
+        println!("{}", serde_json::to_string_pretty(&answer["stats"]).unwrap_or_default());
+        return Ok(0);
+    }
+    let snapshot = socket::fetch_stats(&config.socket).map_err(|e| e.to_string())?;
+    if prometheus {
+        print!("{}", socket::prometheus(&snapshot));
+    } else {
+        print!("{}", snapshot.table());
+    }
+    Ok(0)
+}
+
+/// `models check`: every model file present with the manifest's sha256; prints the device.
+pub fn models_check(config: &Config) -> Result<u8, String> {
+    let report = crate::inference::manifest::check(&config.models_dir).map_err(|e| e.to_string())?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    let device = crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+    println!("device: {}", crate::inference::device::describe(device));
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+/// `submit`: store the files as the API stores chunks, register the session, enqueue it.
+pub fn submit(config: &Config, files: &[PathBuf], session_id: Option<uuid::Uuid>, wait: bool) -> Result<u8, String> {
+    let session_id = session_id.unwrap_or_else(uuid::Uuid::new_v4);
+    let mut chunks = Vec::new();
+    for (number, file) in files.iter().enumerate() {
+        let stored = store_chunk(config, session_id, number, file)?;
+        let duration = crate::audio::probe_duration(&stored, &audio_options(config)).ok();
+        chunks.push((number as i32, stored, duration));
+    }
+    let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
+    crate::db::run_migrations(&pool).map_err(|e| e.to_string())?;
+    let mut conn = pool.get().map_err(|e| format!("database unavailable: {e}"))?;
+    crate::db::queries::register_session(&mut conn, session_id, uuid::Uuid::nil(), &chunks)
+        .map_err(|e| e.to_string())?;
+    let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
+    queue.enqueue(&crate::job::JobPayload::new(session_id).to_json()).map_err(|e| e.to_string())?;
+    println!("{session_id}");
+    if wait {
+        return follow(&mut conn, session_id);
+    }
+    Ok(0)
+}
+
+/// Copies one file under the storage root where the API would put it; returns its storage path.
+fn store_chunk(config: &Config, session_id: uuid::Uuid, number: usize, file: &Path) -> Result<String, String> {
+    let ext = file.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
+    let storage_path = format!("sessions/{session_id}/chunks/chunk_{number:04}_{stamp}{ext}");
+    let dest = config.storage_dir.join(&storage_path);
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::copy(file, &dest).map_err(|e| format!("cannot copy {}: {e}", file.display()))?;
+    Ok(storage_path)
+}
+
+/// Prints progress until the session is ready or failed, then its results.
+fn follow(conn: &mut crate::db::DbConnection, session_id: uuid::Uuid) -> Result<u8, String> {
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        let (status, progress, error) =
+            crate::db::queries::session_status(conn, session_id).map_err(|e| e.to_string())?;
+        if last.as_ref() != Some(&(status.clone(), progress)) {
+            eprintln!("[{:>6.1}s] {status:<20} {progress:>3}%", started.elapsed().as_secs_f64());
+            last = Some((status.clone(), progress));
+        }
+        match status.as_str() {
+            crate::session::status::READY_FOR_CLAIMING => break,
+            crate::session::status::FAILED => {
+                eprintln!("failed: {}", error.unwrap_or_default());
+                return Ok(1);
+            }
+            _ => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+    let speakers = crate::db::queries::session_results(conn, session_id).map_err(|e| e.to_string())?;
+    println!("{:<12} {:>8} {:>10}  words", "speaker", "turns", "talk (s)");
+    for (label, turns, talk, counts) in speakers {
+        let words: Vec<String> = counts.iter().map(|(w, n)| format!("{w}×{n}")).collect();
+        println!("{label:<12} {turns:>8} {talk:>10.1}  {}", if words.is_empty() { "-".into() } else { words.join(" ") });
+    }
+    Ok(0)
+}
+
+pub fn audio_options(config: &Config) -> crate::audio::AudioOptions {
+    crate::audio::AudioOptions {
+        storage_root: config.storage_dir.clone(),
+        max_duration_seconds: config.max_audio_seconds,
+        ..crate::audio::AudioOptions::default()
+    }
+}
+
+/// `analyze`: the pipeline on local files, no Redis or database.
+pub fn analyze(config: &Config, files: &[PathBuf], format: Format, num_speakers: Option<usize>) -> Result<u8, String> {
+    crate::speech::analyze_files(config, files, format, num_speakers)
+}
