@@ -10,6 +10,7 @@ use super::words::{split_words, PhraseIndex};
 /// exclamation "eh" (itself a target word), and a recognised "walao eh" counts it too, so the
 /// counts must not depend on how the recogniser spelt "walao". Those two spellings are therefore
 /// not entries here: "wah lao" / "wa lao" already turn them into "walao eh".
+#[rustfmt::skip] // Laid out like the reference, one target word a line.
 pub const PHRASE_CORRECTIONS: &[(&str, &[&str])] = &[
     (
         "walao",
@@ -60,6 +61,7 @@ pub const PHRASE_CORRECTIONS: &[(&str, &[&str])] = &[
 
 /// Single-word corrections from the original app: target word ← spellings, whole words only.
 /// "leh" and "huh" are target words as they stand and are left alone.
+#[rustfmt::skip] // Laid out like the reference, one target word a line.
 pub const WORD_CORRECTIONS: &[(&str, &[&str])] = &[
     ("lah", &["la", "laa", "laaa", "ler"]),
     ("lor", &["low", "loh"]),
@@ -95,7 +97,10 @@ impl Corrector {
         for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
             for variant in variants {
                 let added = spellings.insert(variant, word);
-                debug_assert!(added, "spelling {variant:?} is listed twice or has no words");
+                debug_assert!(
+                    added,
+                    "spelling {variant:?} is listed twice or has no words"
+                );
             }
         }
         Corrector { spellings }
@@ -146,7 +151,10 @@ mod tests {
         for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
             assert!(targets.contains(word), "{word} is not a target word");
             for variant in variants {
-                assert!(!targets.contains(variant), "{variant} is a target word itself");
+                assert!(
+                    !targets.contains(variant),
+                    "{variant} is a target word itself"
+                );
                 assert!(seen.insert(*variant), "{variant} is listed twice");
                 assert_eq!(*variant, variant.to_lowercase());
             }
@@ -158,7 +166,11 @@ mod tests {
         for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
             for variant in variants {
                 assert_eq!(correct(variant), word, "{variant}");
-                assert_eq!(correct(&variant.to_uppercase()), word, "{variant} in capitals");
+                assert_eq!(
+                    correct(&variant.to_uppercase()),
+                    word,
+                    "{variant} in capitals"
+                );
                 assert_eq!(
                     correct(&format!("Oh, {variant}! Really?")),
                     format!("Oh, {word}! Really?"),
@@ -168,8 +180,17 @@ mod tests {
                 // corrected on their own: "xwah la" → "xwah lah".)
                 for glued in [format!("x{variant}"), format!("{variant}7")] {
                     let corrected = correct(&glued);
-                    let times = |text: &str| split_words(text).iter().filter(|w| w.folded == word).count();
-                    assert_eq!(times(&corrected), times(&glued), "{glued:?} became {corrected:?}");
+                    let times = |text: &str| {
+                        split_words(text)
+                            .iter()
+                            .filter(|w| w.folded == word)
+                            .count()
+                    };
+                    assert_eq!(
+                        times(&corrected),
+                        times(&glued),
+                        "{glued:?} became {corrected:?}"
+                    );
                 }
             }
         }

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::words::{split_words, PhraseIndex};
 use super::builtin_target_words;
+use super::words::{split_words, PhraseIndex};
 
 /// Counts target words where they stand as whole words: no letter or digit directly before or
 /// after, so "salah" holds no "lah" and "someone" no "one", while "walao! lah... sia?" holds
@@ -133,14 +133,18 @@ mod tests {
         let counter = WordCounter::builtin();
         for text in [
             "salah", "malaysia", "canned", "ahead", "teacher", "powerful", "someone", "money",
-            "whatever", "cannots", "blurry", "mama", "tehran", "penguin", "eh'll", "what's", "can't",
-            "horse", "lahore", "meh2", "kopitiam", "arrows", "steadyy", "liaoning", "chopes",
+            "whatever", "cannots", "blurry", "mama", "tehran", "penguin", "eh'll", "what's",
+            "can't", "horse", "lahore", "meh2", "kopitiam", "arrows", "steadyy", "liaoning",
+            "chopes",
         ] {
             assert_eq!(counter.count(text), counts(&[]), "{text}");
         }
         assert_eq!(counter.count("power vs powerful"), counts(&[("power", 1)]));
         assert_eq!(counter.count("one vs someone money"), counts(&[("one", 1)]));
-        assert_eq!(counter.count("can cannot canned"), counts(&[("can", 1), ("cannot", 1)]));
+        assert_eq!(
+            counter.count("can cannot canned"),
+            counts(&[("can", 1), ("cannot", 1)])
+        );
     }
 
     #[test]
@@ -161,7 +165,11 @@ mod tests {
             counts(&[("ah-beng", 2), ("eh", 2), ("walao eh", 1)])
         );
         assert_eq!(counter.count("walao. eh"), counts(&[("eh", 1)]));
-        assert_eq!(counter.count("lah lah lah"), counts(&[("lah lah", 1)]), "no overlap");
+        assert_eq!(
+            counter.count("lah lah lah"),
+            counts(&[("lah lah", 1)]),
+            "no overlap"
+        );
         assert_eq!(counter.count("lah lah lah lah"), counts(&[("lah lah", 2)]));
     }
 

@@ -116,7 +116,10 @@ pub const TARGET_WORDS: &[(&str, Category)] = {
 
 /// The built-in target words, for when the database's `target_words` table has none.
 pub fn builtin_target_words() -> Vec<String> {
-    TARGET_WORDS.iter().map(|&(word, _)| word.to_owned()).collect()
+    TARGET_WORDS
+        .iter()
+        .map(|&(word, _)| word.to_owned())
+        .collect()
 }
 
 /// Corrects one piece of transcript and counts the target words in the corrected text.
@@ -137,9 +140,16 @@ mod tests {
     #[test]
     fn the_builtin_list_is_the_reference_list() {
         let per_category = |category: Category| -> Vec<&str> {
-            TARGET_WORDS.iter().filter(|&&(_, c)| c == category).map(|&(w, _)| w).collect()
+            TARGET_WORDS
+                .iter()
+                .filter(|&&(_, c)| c == category)
+                .map(|&(w, _)| w)
+                .collect()
         };
-        assert_eq!(per_category(Category::Vulgar), ["walao", "cheebai", "lanjiao", "kanina", "nabei"]);
+        assert_eq!(
+            per_category(Category::Vulgar),
+            ["walao", "cheebai", "lanjiao", "kanina", "nabei"]
+        );
         assert_eq!(
             per_category(Category::Particles),
             ["lah", "lor", "sia", "meh", "leh", "hor", "ah", "one", "what", "lei", "ma"]
@@ -159,9 +169,18 @@ mod tests {
             per_category(Category::Actions),
             ["chope", "kena", "makan", "tahan", "gostan", "cabut", "sabo", "arrow"]
         );
-        assert_eq!(per_category(Category::Intensifiers), ["sibei", "buay", "jialat"]);
-        assert_eq!(per_category(Category::FoodAndDrink), ["kopi", "teh", "peng"]);
-        assert_eq!(per_category(Category::Misc), ["atas", "kaypoh", "steady", "power", "liao"]);
+        assert_eq!(
+            per_category(Category::Intensifiers),
+            ["sibei", "buay", "jialat"]
+        );
+        assert_eq!(
+            per_category(Category::FoodAndDrink),
+            ["kopi", "teh", "peng"]
+        );
+        assert_eq!(
+            per_category(Category::Misc),
+            ["atas", "kaypoh", "steady", "power", "liao"]
+        );
         assert_eq!(builtin_target_words().len(), 56);
     }
 
@@ -171,8 +190,9 @@ mod tests {
         let counter = WordCounter::builtin();
         let (corrected, counts) = count_singlish("Wah lao, la! She ok one", &corrector, &counter);
         assert_eq!(corrected, "walao, lah! shiok one");
-        let expected: BTreeMap<String, i32> =
-            [("lah", 1), ("one", 1), ("shiok", 1), ("walao", 1)].map(|(w, n)| (w.to_owned(), n)).into();
+        let expected: BTreeMap<String, i32> = [("lah", 1), ("one", 1), ("shiok", 1), ("walao", 1)]
+            .map(|(w, n)| (w.to_owned(), n))
+            .into();
         assert_eq!(counts, expected);
     }
 }

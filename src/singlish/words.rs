@@ -47,7 +47,11 @@ pub(super) fn split_words(text: &str) -> Vec<Word> {
             }
         }
         let end = chars.get(next).map_or(text.len(), |&(offset, _)| offset);
-        words.push(Word { start, end, folded: fold(&text[start..end]) });
+        words.push(Word {
+            start,
+            end,
+            folded: fold(&text[start..end]),
+        });
         at = next;
     }
     words
@@ -76,7 +80,10 @@ fn joins_phrase(between: &str) -> bool {
         }
         dots_in_a_row = 0;
         let joiner = c.is_whitespace()
-            || matches!(c, ',' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' | '\u{2014}' | '\u{2026}');
+            || matches!(
+                c,
+                ',' | '-' | '\u{2010}' | '\u{2011}' | '\u{2013}' | '\u{2014}' | '\u{2026}'
+            );
         if !joiner {
             return false;
         }
@@ -93,7 +100,9 @@ pub(super) struct PhraseIndex<V> {
 
 impl<V> PhraseIndex<V> {
     pub fn new() -> Self {
-        PhraseIndex { by_first_word: HashMap::new() }
+        PhraseIndex {
+            by_first_word: HashMap::new(),
+        }
     }
 
     /// Adds `phrase`. Returns false, adding nothing, when the phrase has no words or the same
@@ -109,7 +118,7 @@ impl<V> PhraseIndex<V> {
         }
         entries.push((folded, value));
         // Stable sort: longest phrase first, insertion order among equals.
-        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        entries.sort_by_key(|(words, _)| std::cmp::Reverse(words.len()));
         true
     }
 
@@ -127,8 +136,13 @@ impl<V> PhraseIndex<V> {
             .map_or(&[][..], Vec::as_slice);
         candidates.iter().filter_map(move |(phrase, value)| {
             let stretch = words.get(at..at + phrase.len())?;
-            let same_words = stretch.iter().zip(phrase).all(|(word, p)| word.folded == *p);
-            let joined = stretch.windows(2).all(|pair| joins_phrase(&text[pair[0].end..pair[1].start]));
+            let same_words = stretch
+                .iter()
+                .zip(phrase)
+                .all(|(word, p)| word.folded == *p);
+            let joined = stretch
+                .windows(2)
+                .all(|pair| joins_phrase(&text[pair[0].end..pair[1].start]));
             (same_words && joined).then_some((value, phrase.len()))
         })
     }
@@ -188,10 +202,20 @@ mod tests {
 
         let text = "Wah-lao eh! wahlao wah. lao";
         let words = split_words(text);
-        let at_0: Vec<(i32, usize)> = index.matches_at(text, &words, 0).map(|(v, n)| (*v, n)).collect();
+        let at_0: Vec<(i32, usize)> = index
+            .matches_at(text, &words, 0)
+            .map(|(v, n)| (*v, n))
+            .collect();
         assert_eq!(at_0, [(3, 3), (2, 2), (1, 1)]);
-        assert_eq!(index.matches_at(text, &words, 3).count(), 0, "wahlao is another word");
-        let at_4: Vec<(i32, usize)> = index.matches_at(text, &words, 4).map(|(v, n)| (*v, n)).collect();
+        assert_eq!(
+            index.matches_at(text, &words, 3).count(),
+            0,
+            "wahlao is another word"
+        );
+        let at_4: Vec<(i32, usize)> = index
+            .matches_at(text, &words, 4)
+            .map(|(v, n)| (*v, n))
+            .collect();
         assert_eq!(at_4, [(1, 1)], "a full stop ends the phrase");
         assert_eq!(index.matches_at(text, &words, 99).count(), 0);
     }
