@@ -1,0 +1,304 @@
+//! How the recogniser spells Singlish words, and the [`Corrector`] that puts the app's spelling
+//! back: whole words and whole phrases only, any case, each piece of text replaced at most once.
+
+use super::words::{split_words, PhraseIndex};
+
+/// Phrase corrections from the original app: target word ← the recogniser's spellings of it.
+///
+/// The reference also lists "wah lao eh" and "wa lao eh" as spellings of walao, while the
+/// original's own test expects "wa lao eh" → "walao eh". We keep the "eh": the speaker said the
+/// exclamation "eh" (itself a target word), and a recognised "walao eh" counts it too, so the
+/// counts must not depend on how the recogniser spelt "walao". Those two spellings are therefore
+/// not entries here: "wah lao" / "wa lao" already turn them into "walao eh".
+#[rustfmt::skip] // Laid out like the reference, one target word a line.
+pub const PHRASE_CORRECTIONS: &[(&str, &[&str])] = &[
+    (
+        "walao",
+        &[
+            "while up", "wah lao", "wa lao", "wah low", "wa low", "while ah", "wah lau", "wa lau",
+            "wah liao", "wa liao", "while low", "wah lei", "why lao", "why low", "wah la",
+        ],
+    ),
+    (
+        "cheebai",
+        &[
+            "cheap buy", "chee bye", "chi bye", "chee bai", "chi bai", "chee by", "chi by", "cb",
+            "c b", "see bee",
+        ],
+    ),
+    (
+        "lanjiao",
+        &[
+            "lunch hour", "lan jiao", "lan chow", "lan chiao", "lun jiao", "lan chio", "lunchow",
+            "lan jio",
+        ],
+    ),
+    ("kanina", &["can nina", "kar ni na", "ka ni na", "car nina", "knn", "k n n"]),
+    ("nabei", &["nah bay", "na bei", "nah bei", "na beh", "nah beh"]),
+    ("paiseh", &["pie say", "pai seh", "pie seh", "pai say", "pie se", "pai se", "paise"]),
+    ("shiok", &["shook", "she ok", "shoe ok", "shi ok"]),
+    ("alamak", &["ala mak", "allah mak", "a la mak", "allamak", "aller mak"]),
+    ("aiyo", &["ai yo", "ai yoh", "eye yo", "aye yo"]),
+    ("aiyah", &["aiya", "ai ya", "ai yah", "eye yah"]),
+    ("jialat", &["jia lat", "gia lat", "jia lut", "jee ah lat", "gia lut"]),
+    ("bojio", &["bo jio", "boh jio", "bo gio", "never jio", "boh gio"]),
+    ("sia", &["see ya", "see ah", "siah", "si ah"]),
+    ("sian", &["see an", "si an", "see en", "si en"]),
+    ("kiasu", &["kia su", "key ah su"]),
+    ("kiasi", &["kia si", "key ah si"]),
+    ("bodoh", &["boh doh", "bo doh"]),
+    ("suaku", &["sua ku", "swah ku"]),
+    ("lepak", &["le pak", "lay pak"]),
+    ("chope", &["chop"]),
+    ("makan", &["ma kan"]),
+    ("gostan", &["go stan", "go stun"]),
+    ("sibei", &["si bei", "see bay", "si bay"]),
+    ("atas", &["ah tas", "ar tas"]),
+    ("kaypoh", &["kay poh", "kae poh", "kaypo", "kpo"]),
+    ("steady", &["steady pom pi pi"]),
+    ("goondu", &["goon du", "gun du"]),
+];
+
+/// Single-word corrections from the original app: target word ← spellings, whole words only.
+/// "leh" and "huh" are target words as they stand and are left alone.
+#[rustfmt::skip] // Laid out like the reference, one target word a line.
+pub const WORD_CORRECTIONS: &[(&str, &[&str])] = &[
+    ("lah", &["la", "laa", "laaa", "ler"]),
+    ("lor", &["low", "loh"]),
+    ("sia", &["seh"]),
+    ("meh", &["mah"]),
+    ("ah", &["arh"]),
+    ("eh", &["err"]),
+    ("shiok", &["shio"]),
+];
+
+/// Rewrites the recogniser's spellings of Singlish words as the app's words.
+///
+/// Phrases and single words are matched as whole words (no letter or digit directly before or
+/// after; "chopped" is not "chop"), in any case, with spaces, commas, hyphens or ellipses between
+/// the words of a phrase ("Wah, lao", "wah-lao"). Text is scanned once from the left; where
+/// spellings overlap the one starting first wins, and among those starting at the same word the
+/// longest. A replacement is the lowercase target word and is never corrected again ("la la" →
+/// "lah lah", "paiseh lah" stays). Everything else keeps its case and punctuation.
+///
+/// Phrase corrections take precedence over single-word ones as in the original: a single word can
+/// only lose to a phrase that starts at or before it and covers it ("wah low" → "walao", while a
+/// lone "low" → "lor"), and the tables share no spelling, so the order between them never matters
+/// otherwise.
+#[derive(Debug, Clone)]
+pub struct Corrector {
+    spellings: PhraseIndex<&'static str>,
+}
+
+impl Corrector {
+    /// The corrector for the original app's correction tables.
+    pub fn new() -> Self {
+        let mut spellings = PhraseIndex::new();
+        for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
+            for variant in variants {
+                let added = spellings.insert(variant, word);
+                debug_assert!(
+                    added,
+                    "spelling {variant:?} is listed twice or has no words"
+                );
+            }
+        }
+        Corrector { spellings }
+    }
+
+    /// `text` with every recognised spelling replaced by its target word.
+    pub fn correct(&self, text: &str) -> String {
+        let words = split_words(text);
+        let mut corrected = String::with_capacity(text.len());
+        let mut copied_up_to = 0;
+        let mut at = 0;
+        while at < words.len() {
+            match self.spellings.matches_at(text, &words, at).next() {
+                Some((&target, length)) => {
+                    corrected.push_str(&text[copied_up_to..words[at].start]);
+                    corrected.push_str(target);
+                    copied_up_to = words[at + length - 1].end;
+                    at += length;
+                }
+                None => at += 1,
+            }
+        }
+        corrected.push_str(&text[copied_up_to..]);
+        corrected
+    }
+}
+
+impl Default for Corrector {
+    fn default() -> Self {
+        Corrector::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::singlish::TARGET_WORDS;
+    use std::collections::HashSet;
+
+    fn correct(text: &str) -> String {
+        Corrector::new().correct(text)
+    }
+
+    #[test]
+    fn tables_name_only_target_words_and_never_rewrite_one() {
+        let targets: HashSet<&str> = TARGET_WORDS.iter().map(|&(w, _)| w).collect();
+        let mut seen = HashSet::new();
+        for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
+            assert!(targets.contains(word), "{word} is not a target word");
+            for variant in variants {
+                assert!(
+                    !targets.contains(variant),
+                    "{variant} is a target word itself"
+                );
+                assert!(seen.insert(*variant), "{variant} is listed twice");
+                assert_eq!(*variant, variant.to_lowercase());
+            }
+        }
+    }
+
+    #[test]
+    fn every_listed_spelling_becomes_its_word_in_any_case_and_inside_a_sentence() {
+        for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
+            for variant in variants {
+                assert_eq!(correct(variant), word, "{variant}");
+                assert_eq!(
+                    correct(&variant.to_uppercase()),
+                    word,
+                    "{variant} in capitals"
+                );
+                assert_eq!(
+                    correct(&format!("Oh, {variant}! Really?")),
+                    format!("Oh, {word}! Really?"),
+                    "{variant} in a sentence"
+                );
+                // Glued to a letter or digit it is another word. (Its inner words may still be
+                // corrected on their own: "xwah la" → "xwah lah".)
+                for glued in [format!("x{variant}"), format!("{variant}7")] {
+                    let corrected = correct(&glued);
+                    let times = |text: &str| {
+                        split_words(text)
+                            .iter()
+                            .filter(|w| w.folded == word)
+                            .count()
+                    };
+                    assert_eq!(
+                        times(&corrected),
+                        times(&glued),
+                        "{glued:?} became {corrected:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_phrase_rule_per_word_written_out() {
+        let cases = [
+            ("While up, why you do that", "walao, why you do that"),
+            ("CHEAP BUY", "cheebai"),
+            ("lunch hour", "lanjiao"),
+            ("can nina", "kanina"),
+            ("nah bay", "nabei"),
+            ("so pie say", "so paiseh"),
+            ("she ok", "shiok"),
+            ("Ala mak!", "alamak!"),
+            ("ai yo", "aiyo"),
+            ("eye yah", "aiyah"),
+            ("jee ah lat", "jialat"),
+            ("never jio", "bojio"),
+            ("see ya", "sia"),
+            ("si an", "sian"),
+            ("key ah su", "kiasu"),
+            ("kia si", "kiasi"),
+            ("boh doh", "bodoh"),
+            ("swah ku", "suaku"),
+            ("lay pak", "lepak"),
+            ("chop the seat", "chope the seat"),
+            ("ma kan", "makan"),
+            ("go stun", "gostan"),
+            ("see bay", "sibei"),
+            ("ar tas", "atas"),
+            ("KPO", "kaypoh"),
+            ("steady pom pi pi", "steady"),
+            ("gun du", "goondu"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(correct(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn one_word_rule_per_word_written_out() {
+        let cases = [
+            ("ok la", "ok lah"),
+            ("Laaa", "lah"),
+            ("ler", "lah"),
+            ("like that loh", "like that lor"),
+            ("so low", "so lor"),
+            ("power seh", "power sia"),
+            ("really mah", "really meh"),
+            ("arh", "ah"),
+            ("err what", "eh what"),
+            ("shio", "shiok"),
+            ("leh huh", "leh huh"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(correct(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn longest_phrase_first() {
+        assert_eq!(correct("wah low"), "walao");
+        assert_eq!(correct("a la mak"), "alamak");
+        assert_eq!(correct("wah la"), "walao");
+        assert_eq!(correct("pai seh"), "paiseh");
+        assert_eq!(correct("steady pom pi pi lah"), "steady lah");
+        assert_eq!(correct("jee ah lat"), "jialat");
+    }
+
+    #[test]
+    fn walao_eh_keeps_its_eh() {
+        assert_eq!(correct("wa lao eh"), "walao eh");
+        assert_eq!(correct("Wah lao eh!"), "walao eh!");
+        assert_eq!(correct("wah lao err"), "walao eh");
+    }
+
+    #[test]
+    fn phrases_tolerate_the_recogniser_punctuation_but_not_sentence_ends() {
+        assert_eq!(correct("Wah, lao."), "walao.");
+        assert_eq!(correct("wah-lao"), "walao");
+        assert_eq!(correct("Wah... lao"), "walao");
+        assert_eq!(correct("wah…lao"), "walao");
+        assert_eq!(correct("see  ya"), "sia");
+        assert_eq!(correct("a while. Up there"), "a while. Up there");
+        assert_eq!(correct("Wah! Lao"), "Wah! Lao");
+        assert_eq!(correct("she (ok)"), "she (ok)");
+    }
+
+    #[test]
+    fn the_original_substring_bugs_do_not_recur() {
+        assert_eq!(correct("paiseh lah"), "paiseh lah");
+        assert_eq!(correct("kaypoh"), "kaypoh");
+        assert_eq!(correct("I chopped it"), "I chopped it");
+        assert_eq!(correct("she okay"), "she okay");
+        assert_eq!(correct("she ok"), "shiok");
+        assert_eq!(correct("la la"), "lah lah");
+        assert_eq!(correct("lah"), "lah");
+        assert_eq!(correct("Salah is slow"), "Salah is slow");
+        assert_eq!(correct("she's ok"), "she's ok");
+    }
+
+    #[test]
+    fn untouched_text_keeps_its_case_and_spacing() {
+        assert_eq!(correct("Hello  THERE,\tFriend"), "Hello  THERE,\tFriend");
+        assert_eq!(correct("That's LA la-land"), "That's lah lah-land");
+        assert_eq!(correct(""), "");
+        assert_eq!(correct("Ünïcode chop ÜBER"), "Ünïcode chope ÜBER");
+    }
+}
