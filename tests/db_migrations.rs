@@ -58,8 +58,14 @@ fn migrations_apply_to_an_empty_postgres_once() {
         "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) AS line \
          FROM pg_constraint WHERE contype = 'u' ORDER BY 1",
     );
-    assert!(unique.contains(&"session_speakers UNIQUE (session_id, speaker_label)".to_owned()), "{unique:?}");
-    assert!(unique.contains(&"speaker_word_counts UNIQUE (session_speaker_id, word)".to_owned()), "{unique:?}");
+    assert!(
+        unique.contains(&"session_speakers UNIQUE (session_id, speaker_label)".to_owned()),
+        "{unique:?}"
+    );
+    assert!(
+        unique.contains(&"speaker_word_counts UNIQUE (session_speaker_id, word)".to_owned()),
+        "{unique:?}"
+    );
     let types = lines(
         &mut conn,
         "SELECT table_name || '.' || column_name || ' ' || data_type AS line \
@@ -67,9 +73,18 @@ fn migrations_apply_to_an_empty_postgres_once() {
          AND column_name IN ('id', 'total_duration_seconds', 'started_at') ORDER BY 1",
     );
     assert!(types.contains(&"sessions.id uuid".to_owned()), "{types:?}");
-    assert!(types.contains(&"speaker_word_counts.id bigint".to_owned()), "{types:?}");
-    assert!(types.contains(&"session_speakers.total_duration_seconds numeric".to_owned()), "{types:?}");
-    assert!(types.contains(&"sessions.started_at timestamp with time zone".to_owned()), "{types:?}");
+    assert!(
+        types.contains(&"speaker_word_counts.id bigint".to_owned()),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"session_speakers.total_duration_seconds numeric".to_owned()),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"sessions.started_at timestamp with time zone".to_owned()),
+        "{types:?}"
+    );
 }
 
 #[test]
@@ -83,7 +98,9 @@ fn migrations_apply_to_an_empty_sqlite_once() {
     assert!(second.is_empty(), "second run applied {second:?}");
 
     let mut conn = pool.get().expect("connection");
-    let DbConnection::Sqlite(sqlite) = &mut *conn else { panic!("expected SQLite") };
+    let DbConnection::Sqlite(sqlite) = &mut *conn else {
+        panic!("expected SQLite")
+    };
     let tables: Vec<String> = diesel::sql_query(
         "SELECT name AS line FROM sqlite_master WHERE type = 'table' \
          AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_\\_%' ESCAPE '\\' ORDER BY 1",
@@ -96,11 +113,33 @@ fn migrations_apply_to_an_empty_sqlite_once() {
     assert_eq!(tables, WORKER_TABLES);
 
     let pragma = |conn: &mut SqliteConnection, sql: &str| -> String {
-        diesel::sql_query(sql).load::<Line>(conn).expect("pragma").remove(0).line
+        diesel::sql_query(sql)
+            .load::<Line>(conn)
+            .expect("pragma")
+            .remove(0)
+            .line
     };
-    assert_eq!(pragma(sqlite, "SELECT CAST(journal_mode AS TEXT) AS line FROM pragma_journal_mode"), "wal");
-    assert_eq!(pragma(sqlite, "SELECT CAST(foreign_keys AS TEXT) AS line FROM pragma_foreign_keys"), "1");
-    assert_eq!(pragma(sqlite, "SELECT CAST(timeout AS TEXT) AS line FROM pragma_busy_timeout"), "5000");
+    assert_eq!(
+        pragma(
+            sqlite,
+            "SELECT CAST(journal_mode AS TEXT) AS line FROM pragma_journal_mode"
+        ),
+        "wal"
+    );
+    assert_eq!(
+        pragma(
+            sqlite,
+            "SELECT CAST(foreign_keys AS TEXT) AS line FROM pragma_foreign_keys"
+        ),
+        "1"
+    );
+    assert_eq!(
+        pragma(
+            sqlite,
+            "SELECT CAST(timeout AS TEXT) AS line FROM pragma_busy_timeout"
+        ),
+        "5000"
+    );
 }
 
 /// The app's database already has `sessions` (with columns of its own and rows in it) and a
@@ -156,9 +195,25 @@ fn migrations_leave_the_apps_existing_tables_untouched() {
     let applied = db::run_migrations(&pool).expect("migrations on the app's database");
     assert_eq!(applied.len(), 2);
 
-    assert_eq!(lines(&mut conn, columns_sql), columns_before, "columns changed");
-    assert_eq!(lines(&mut conn, rows_sql), rows_before, "session rows changed");
-    assert_eq!(lines(&mut conn, words_sql), words_before, "target words changed");
-    assert_eq!(postgres_tables(&mut conn), WORKER_TABLES, "missing tables were created");
+    assert_eq!(
+        lines(&mut conn, columns_sql),
+        columns_before,
+        "columns changed"
+    );
+    assert_eq!(
+        lines(&mut conn, rows_sql),
+        rows_before,
+        "session rows changed"
+    );
+    assert_eq!(
+        lines(&mut conn, words_sql),
+        words_before,
+        "target words changed"
+    );
+    assert_eq!(
+        postgres_tables(&mut conn),
+        WORKER_TABLES,
+        "missing tables were created"
+    );
     assert!(db::run_migrations(&pool).expect("second run").is_empty());
 }

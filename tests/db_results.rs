@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use bigdecimal::ToPrimitive;
 use diesel::prelude::*;
-use lahstats_worker::db::schema::{session_speakers, sessions, speaker_word_counts, transcript_segments};
+use lahstats_worker::db::schema::{
+    session_speakers, sessions, speaker_word_counts, transcript_segments,
+};
 use lahstats_worker::db::sql_types::DbUuid;
 use lahstats_worker::db::{queries, DbConnection, DbError, DbPool};
 use lahstats_worker::error::{Classify, ErrorKind};
@@ -16,7 +18,10 @@ use support::postgres::{fresh_database, TestDb};
 use uuid::Uuid;
 
 fn counts(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
-    pairs.iter().map(|(word, count)| (word.to_string(), *count)).collect()
+    pairs
+        .iter()
+        .map(|(word, count)| (word.to_string(), *count))
+        .collect()
 }
 
 /// A result set shaped like a real three-person conversation.
@@ -30,7 +35,9 @@ fn three_speakers(session_id: Uuid) -> SessionResults {
     SessionResults {
         session_id,
         duration_seconds: 93.6,
-        audio_url: Some(format!("file:///data/sessions/{session_id}/processed/full_audio.wav")),
+        audio_url: Some(format!(
+            "file:///data/sessions/{session_id}/processed/full_audio.wav"
+        )),
         speakers: vec![
             SpeakerResult {
                 label: "SPEAKER_00".into(),
@@ -64,17 +71,38 @@ fn three_speakers(session_id: Uuid) -> SessionResults {
 fn register(conn: &mut DbConnection, chunks: usize) -> Uuid {
     let session_id = Uuid::new_v4();
     let chunks: Vec<(i32, String, Option<f64>)> = (0..chunks)
-        .map(|n| (n as i32, format!("sessions/{session_id}/chunks/chunk_{n:04}.m4a"), Some(30.0)))
+        .map(|n| {
+            (
+                n as i32,
+                format!("sessions/{session_id}/chunks/chunk_{n:04}.m4a"),
+                Some(30.0),
+            )
+        })
         .collect();
     queries::register_session(conn, session_id, Uuid::new_v4(), &chunks).expect("register");
     session_id
 }
 
+/// label, segment count, talk time, sample URL, claimed by.
+type SpeakerDump = (
+    String,
+    Option<i32>,
+    Option<bigdecimal::BigDecimal>,
+    Option<String>,
+    Option<DbUuid>,
+);
+
 /// Every row the worker writes for a session, without generated ids and timestamps.
 fn dump(conn: &mut DbConnection, session_id: Uuid) -> Vec<String> {
     let id = DbUuid(session_id);
     let mut lines = Vec::new();
-    let session: (String, Option<i32>, Option<i32>, Option<String>, Option<String>) = sessions::table
+    let session: (
+        String,
+        Option<i32>,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+    ) = sessions::table
         .find(id)
         .select((
             sessions::status,
@@ -86,28 +114,33 @@ fn dump(conn: &mut DbConnection, session_id: Uuid) -> Vec<String> {
         .first(conn)
         .expect("session row");
     lines.push(format!("session {session:?}"));
-    let speakers: Vec<(String, Option<i32>, Option<bigdecimal::BigDecimal>, Option<String>, Option<DbUuid>)> =
-        session_speakers::table
-            .filter(session_speakers::session_id.eq(id))
-            .order(session_speakers::speaker_label)
-            .select((
-                session_speakers::speaker_label,
-                session_speakers::segment_count,
-                session_speakers::total_duration_seconds,
-                session_speakers::sample_audio_url,
-                session_speakers::claimed_by,
-            ))
-            .load(conn)
-            .expect("speakers");
+    let speakers: Vec<SpeakerDump> = session_speakers::table
+        .filter(session_speakers::session_id.eq(id))
+        .order(session_speakers::speaker_label)
+        .select((
+            session_speakers::speaker_label,
+            session_speakers::segment_count,
+            session_speakers::total_duration_seconds,
+            session_speakers::sample_audio_url,
+            session_speakers::claimed_by,
+        ))
+        .load(conn)
+        .expect("speakers");
     for (label, segments, talk, sample, claimed) in speakers {
         let talk = talk.and_then(|t| t.to_f64()).map(|t| format!("{t:.2}"));
-        lines.push(format!("speaker {label} {segments:?} {talk:?} {sample:?} {claimed:?}"));
+        lines.push(format!(
+            "speaker {label} {segments:?} {talk:?} {sample:?} {claimed:?}"
+        ));
     }
     let words: Vec<(String, String, i32)> = speaker_word_counts::table
         .inner_join(session_speakers::table)
         .filter(session_speakers::session_id.eq(id))
         .order((session_speakers::speaker_label, speaker_word_counts::word))
-        .select((session_speakers::speaker_label, speaker_word_counts::word, speaker_word_counts::count))
+        .select((
+            session_speakers::speaker_label,
+            speaker_word_counts::word,
+            speaker_word_counts::count,
+        ))
         .load(conn)
         .expect("word counts");
     lines.extend(words.into_iter().map(|row| format!("count {row:?}")));
@@ -127,7 +160,10 @@ fn dump(conn: &mut DbConnection, session_id: Uuid) -> Vec<String> {
 }
 
 fn all_word_count_rows(conn: &mut DbConnection) -> i64 {
-    speaker_word_counts::table.count().get_result(conn).expect("count")
+    speaker_word_counts::table
+        .count()
+        .get_result(conn)
+        .expect("count")
 }
 
 fn with_each_backend(test: impl Fn(&str, &DbPool)) {
@@ -152,10 +188,26 @@ fn saving_the_same_results_twice_leaves_identical_rows() {
         assert_eq!(first, second, "{backend}: rows differ after re-processing");
         // 1 session line, 3 speakers, 3 word counts, 5 segments.
         assert_eq!(first.len(), 1 + 3 + 3 + 5, "{backend}: {first:#?}");
-        assert_eq!(all_word_count_rows(&mut conn), 3, "{backend}: orphaned word counts left behind");
-        assert!(first[0].contains("Some(94)"), "{backend}: duration rounds to whole seconds: {}", first[0]);
-        assert!(first[1].contains("Some(\"31.46\")"), "{backend}: talk time to 2 places: {}", first[1]);
-        assert!(first[0].contains("\"processing\", Some(95)"), "{backend}: {}", first[0]);
+        assert_eq!(
+            all_word_count_rows(&mut conn),
+            3,
+            "{backend}: orphaned word counts left behind"
+        );
+        assert!(
+            first[0].contains("Some(94)"),
+            "{backend}: duration rounds to whole seconds: {}",
+            first[0]
+        );
+        assert!(
+            first[1].contains("Some(\"31.46\")"),
+            "{backend}: talk time to 2 places: {}",
+            first[1]
+        );
+        assert!(
+            first[0].contains("\"processing\", Some(95)"),
+            "{backend}: {}",
+            first[0]
+        );
 
         let read_back = queries::session_results(&mut conn, session_id).expect("results");
         let expected: Vec<_> = results
@@ -163,9 +215,15 @@ fn saving_the_same_results_twice_leaves_identical_rows() {
             .iter()
             .map(|s| (s.label.clone(), s.segment_count, s.word_counts.clone()))
             .collect();
-        let got: Vec<_> = read_back.iter().map(|(l, n, _, w)| (l.clone(), *n, w.clone())).collect();
+        let got: Vec<_> = read_back
+            .iter()
+            .map(|(l, n, _, w)| (l.clone(), *n, w.clone()))
+            .collect();
         assert_eq!(got, expected, "{backend}");
-        assert_eq!(queries::session_transcript(&mut conn, session_id).expect("transcript"), results.segments);
+        assert_eq!(
+            queries::session_transcript(&mut conn, session_id).expect("transcript"),
+            results.segments
+        );
     });
 }
 
@@ -187,20 +245,40 @@ fn a_claimed_session_is_kept_unless_forced() {
 
         let mut reprocessed = three_speakers(session_id);
         reprocessed.speakers.truncate(2);
-        reprocessed.segments.retain(|s| s.speaker_label != "SPEAKER_02");
-        let refused = queries::save_results(&mut conn, &reprocessed, false).expect_err("must refuse");
+        reprocessed
+            .segments
+            .retain(|s| s.speaker_label != "SPEAKER_02");
+        let refused =
+            queries::save_results(&mut conn, &reprocessed, false).expect_err("must refuse");
         assert!(
             matches!(refused, DbError::AlreadyClaimed { claimed: 1, session_id: id } if id == session_id),
             "{backend}: {refused:?}"
         );
         assert_eq!(refused.kind(), ErrorKind::Permanent);
-        assert_eq!(dump(&mut conn, session_id), claimed, "{backend}: claimed rows were touched");
+        assert_eq!(
+            dump(&mut conn, session_id),
+            claimed,
+            "{backend}: claimed rows were touched"
+        );
 
         queries::save_results(&mut conn, &reprocessed, true).expect("forced save");
         let replaced = dump(&mut conn, session_id);
-        assert_eq!(replaced.iter().filter(|l| l.starts_with("speaker")).count(), 2, "{backend}");
-        assert!(replaced.iter().all(|l| !l.contains("SPEAKER_02")), "{backend}: {replaced:#?}");
-        assert!(replaced.iter().filter(|l| l.starts_with("speaker")).all(|l| l.ends_with("None")), "{backend}");
+        assert_eq!(
+            replaced.iter().filter(|l| l.starts_with("speaker")).count(),
+            2,
+            "{backend}"
+        );
+        assert!(
+            replaced.iter().all(|l| !l.contains("SPEAKER_02")),
+            "{backend}: {replaced:#?}"
+        );
+        assert!(
+            replaced
+                .iter()
+                .filter(|l| l.starts_with("speaker"))
+                .all(|l| l.ends_with("None")),
+            "{backend}"
+        );
     });
 }
 
@@ -236,17 +314,35 @@ fn unknown_sessions_and_empty_sessions_are_permanent_errors() {
 
         let err = queries::load_session(&mut conn, unknown).expect_err("unknown");
         assert_eq!(err.kind(), ErrorKind::Permanent, "{backend}");
-        assert!(err.to_string().contains(&unknown.to_string()), "{backend}: {err}");
+        assert!(
+            err.to_string().contains(&unknown.to_string()),
+            "{backend}: {err}"
+        );
         assert!(not_found(err), "{backend}");
-        assert!(not_found(queries::mark_processing(&mut conn, unknown).expect_err("mark")), "{backend}");
-        assert!(not_found(queries::mark_failed(&mut conn, unknown, "x").expect_err("fail")), "{backend}");
-        assert!(not_found(queries::save_results(&mut conn, &three_speakers(unknown), false).expect_err("save")));
-        assert!(not_found(queries::finish_session(&mut conn, unknown, &[]).expect_err("finish")));
-        assert!(not_found(queries::session_status(&mut conn, unknown).expect_err("status")));
+        assert!(
+            not_found(queries::mark_processing(&mut conn, unknown).expect_err("mark")),
+            "{backend}"
+        );
+        assert!(
+            not_found(queries::mark_failed(&mut conn, unknown, "x").expect_err("fail")),
+            "{backend}"
+        );
+        assert!(not_found(
+            queries::save_results(&mut conn, &three_speakers(unknown), false).expect_err("save")
+        ));
+        assert!(not_found(
+            queries::finish_session(&mut conn, unknown, &[]).expect_err("finish")
+        ));
+        assert!(not_found(
+            queries::session_status(&mut conn, unknown).expect_err("status")
+        ));
 
         let empty = register(&mut conn, 0);
         let err = queries::load_session(&mut conn, empty).expect_err("no chunks");
-        assert!(matches!(err, DbError::NoChunks(id) if id == empty), "{backend}: {err:?}");
+        assert!(
+            matches!(err, DbError::NoChunks(id) if id == empty),
+            "{backend}: {err:?}"
+        );
         assert_eq!(err.kind(), ErrorKind::Permanent);
     });
 }
@@ -256,13 +352,27 @@ fn chunks_load_in_recording_order() {
     with_each_backend(|backend, pool| {
         let mut conn = pool.get().expect("connection");
         let session_id = Uuid::new_v4();
-        let chunk = |n: i32| (n, format!("sessions/{session_id}/chunks/chunk_{n:04}.m4a"), None);
-        queries::register_session(&mut conn, session_id, Uuid::new_v4(), &[chunk(2), chunk(0), chunk(10), chunk(1)])
-            .expect("register");
+        let chunk = |n: i32| {
+            (
+                n,
+                format!("sessions/{session_id}/chunks/chunk_{n:04}.m4a"),
+                None,
+            )
+        };
+        queries::register_session(
+            &mut conn,
+            session_id,
+            Uuid::new_v4(),
+            &[chunk(2), chunk(0), chunk(10), chunk(1)],
+        )
+        .expect("register");
         let input = queries::load_session(&mut conn, session_id).expect("load");
         let order: Vec<i32> = input.chunks.iter().map(|c| c.chunk_number).collect();
         assert_eq!(order, [0, 1, 2, 10], "{backend}");
-        assert_eq!(input.chunks[0].storage_path, format!("sessions/{session_id}/chunks/chunk_0000.m4a"));
+        assert_eq!(
+            input.chunks[0].storage_path,
+            format!("sessions/{session_id}/chunks/chunk_0000.m4a")
+        );
     });
 }
 
@@ -270,14 +380,25 @@ fn chunks_load_in_recording_order() {
 fn active_target_words_accept_boolean_and_text_flags() {
     with_each_backend(|backend, pool| {
         let mut conn = pool.get().expect("connection");
-        assert!(queries::active_target_words(&mut conn).expect("none yet").is_empty(), "{backend}");
+        assert!(
+            queries::active_target_words(&mut conn)
+                .expect("none yet")
+                .is_empty(),
+            "{backend}"
+        );
         let insert = match backend {
             // SQLite keeps whatever was stored: a boolean 1/0 or the text 'true'.
             "sqlite" => "INSERT INTO target_words (word, is_active) VALUES ('Lah', 1), ('lor', 0), ('SIA', 'true'), ('meh', 'false'), ('walao', NULL)",
             _ => "INSERT INTO target_words (word, is_active) VALUES ('Lah', true), ('lor', false), ('SIA', true), ('meh', false), ('walao', NULL)",
         };
-        diesel::sql_query(insert).execute(&mut conn).expect("insert words");
-        assert_eq!(queries::active_target_words(&mut conn).expect("words"), ["lah", "sia"], "{backend}");
+        diesel::sql_query(insert)
+            .execute(&mut conn)
+            .expect("insert words");
+        assert_eq!(
+            queries::active_target_words(&mut conn).expect("words"),
+            ["lah", "sia"],
+            "{backend}"
+        );
     });
 
     // The app's Postgres where is_active is text.
@@ -295,5 +416,8 @@ fn active_target_words_accept_boolean_and_text_flags() {
     let database = TestDb::Postgres(database);
     let pool = database.migrated_pool();
     let mut conn = pool.get().expect("connection");
-    assert_eq!(queries::active_target_words(&mut conn).expect("words"), ["walao", "shiok"]);
+    assert_eq!(
+        queries::active_target_words(&mut conn).expect("words"),
+        ["walao", "shiok"]
+    );
 }

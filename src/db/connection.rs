@@ -68,7 +68,9 @@ impl DbTarget {
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
         if path.is_empty() || (path.contains("://") && !path.starts_with("file:")) {
-            return Err(DbError::InvalidUrl { url: url.to_owned() });
+            return Err(DbError::InvalidUrl {
+                url: url.to_owned(),
+            });
         }
         Ok(DbTarget::Sqlite(path.to_owned()))
     }
@@ -95,13 +97,19 @@ impl DbTarget {
 
     /// Creates the directory an SQLite file will live in.
     fn prepare(&self) -> Result<(), DbError> {
-        let DbTarget::Sqlite(path) = self else { return Ok(()) };
+        let DbTarget::Sqlite(path) = self else {
+            return Ok(());
+        };
         if self.is_in_memory() || path.starts_with("file:") {
             return Ok(());
         }
         match Path::new(path).parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-                .map_err(|source| DbError::DataDirectory { path: PathBuf::from(dir), source }),
+            Some(dir) if !dir.as_os_str().is_empty() => {
+                std::fs::create_dir_all(dir).map_err(|source| DbError::DataDirectory {
+                    path: PathBuf::from(dir),
+                    source,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -113,12 +121,19 @@ fn with_connect_timeout(url: &str) -> String {
         return url.to_owned();
     }
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}connect_timeout={}", DEFAULT_CONNECTION_TIMEOUT.as_secs())
+    format!(
+        "{url}{separator}connect_timeout={}",
+        DEFAULT_CONNECTION_TIMEOUT.as_secs()
+    )
 }
 
 fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
     match credentials.split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_owned(),
@@ -165,7 +180,8 @@ impl r2d2::ManageConnection for DbManager {
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
-        conn.ping().map_err(ConnectionError::CouldntSetupConfiguration)
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -188,7 +204,10 @@ pub struct PoolSettings {
 
 impl Default for PoolSettings {
     fn default() -> Self {
-        PoolSettings { max_size: 4, connection_timeout: DEFAULT_CONNECTION_TIMEOUT }
+        PoolSettings {
+            max_size: 4,
+            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
+        }
     }
 }
 
@@ -220,7 +239,11 @@ pub fn connect_with(url: &str, settings: &PoolSettings) -> Result<DbPool, DbErro
         .error_handler(Box::new(QuietErrors));
     // Each connection to `:memory:` is a database of its own: keep exactly one, forever.
     let builder = if in_memory {
-        builder.max_size(1).min_idle(Some(1)).idle_timeout(None).max_lifetime(None)
+        builder
+            .max_size(1)
+            .min_idle(Some(1))
+            .idle_timeout(None)
+            .max_lifetime(None)
     } else {
         builder.max_size(settings.max_size.max(1)).min_idle(Some(0))
     };
@@ -242,7 +265,9 @@ pub fn run_migrations(pool: &DbPool) -> Result<Vec<String>, DbError> {
         DbConnection::Sqlite(sqlite) => sqlite
             .run_pending_migrations(SQLITE_MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
-            .map_err(|err| DbError::Migration { reason: err.to_string() })?,
+            .map_err(|err| DbError::Migration {
+                reason: err.to_string(),
+            })?,
     };
     Ok(applied)
 }
@@ -251,14 +276,22 @@ pub fn run_migrations(pool: &DbPool) -> Result<Vec<String>, DbError> {
 /// same database take turns instead of racing on CREATE TABLE.
 fn migrate_postgres(pg: &mut PgConnection) -> Result<Vec<String>, DbError> {
     pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-        .map_err(|source| DbError::Query { action: "taking the migration lock", source })?;
+        .map_err(|source| DbError::Query {
+            action: "taking the migration lock",
+            source,
+        })?;
     let result = pg
         .run_pending_migrations(POSTGRES_MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect())
-        .map_err(|err| DbError::Migration { reason: err.to_string() });
+        .map_err(|err| DbError::Migration {
+            reason: err.to_string(),
+        });
     let unlocked = pg
         .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
-        .map_err(|source| DbError::Query { action: "releasing the migration lock", source });
+        .map_err(|source| DbError::Query {
+            action: "releasing the migration lock",
+            source,
+        });
     let applied = result?;
     unlocked?;
     Ok(applied)
@@ -271,16 +304,37 @@ mod tests {
     #[test]
     fn urls_select_the_backend() {
         let pg = DbTarget::parse("postgres://u:secret@db:5432/app").unwrap();
-        assert_eq!(pg, DbTarget::Postgres("postgres://u:secret@db:5432/app?connect_timeout=2".into()));
-        assert_eq!(pg.redacted(), "postgres://u:***@db:5432/app?connect_timeout=2");
+        assert_eq!(
+            pg,
+            DbTarget::Postgres("postgres://u:secret@db:5432/app?connect_timeout=2".into())
+        );
+        assert_eq!(
+            pg.redacted(),
+            "postgres://u:***@db:5432/app?connect_timeout=2"
+        );
         assert_eq!(
             DbTarget::parse("postgresql://h/db?sslmode=require").unwrap(),
             DbTarget::Postgres("postgresql://h/db?sslmode=require&connect_timeout=2".into())
         );
-        assert_eq!(DbTarget::parse("sqlite://x/y.db").unwrap(), DbTarget::Sqlite("x/y.db".into()));
-        assert_eq!(DbTarget::parse("data/a.db").unwrap(), DbTarget::Sqlite("data/a.db".into()));
-        assert_eq!(DbTarget::parse(":memory:").unwrap(), DbTarget::Sqlite(":memory:".into()));
-        assert_eq!(DbTarget::parse("").unwrap(), DbTarget::Sqlite(DEFAULT_SQLITE_PATH.into()));
-        assert!(matches!(DbTarget::parse("mysql://h/db"), Err(DbError::InvalidUrl { .. })));
+        assert_eq!(
+            DbTarget::parse("sqlite://x/y.db").unwrap(),
+            DbTarget::Sqlite("x/y.db".into())
+        );
+        assert_eq!(
+            DbTarget::parse("data/a.db").unwrap(),
+            DbTarget::Sqlite("data/a.db".into())
+        );
+        assert_eq!(
+            DbTarget::parse(":memory:").unwrap(),
+            DbTarget::Sqlite(":memory:".into())
+        );
+        assert_eq!(
+            DbTarget::parse("").unwrap(),
+            DbTarget::Sqlite(DEFAULT_SQLITE_PATH.into())
+        );
+        assert!(matches!(
+            DbTarget::parse("mysql://h/db"),
+            Err(DbError::InvalidUrl { .. })
+        ));
     }
 }

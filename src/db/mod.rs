@@ -19,8 +19,8 @@ use uuid::Uuid;
 use crate::error::{Classify, ErrorKind};
 
 pub use connection::{
-    connect, connect_with, run_migrations, DbConnection, DbManager, DbPool, DbTarget,
-    PoolSettings, PooledDbConnection, DEFAULT_SQLITE_PATH,
+    connect, connect_with, run_migrations, DbConnection, DbManager, DbPool, DbTarget, PoolSettings,
+    PooledDbConnection, DEFAULT_SQLITE_PATH,
 };
 pub use writer::DbWriter;
 
@@ -49,7 +49,10 @@ pub enum DbError {
     )]
     Unavailable { reason: String },
 
-    #[error("The database failed while {action}: {source}")]
+    #[error(
+        "The database failed while {action}: {source}. If this persists, check the database \
+         server and its log"
+    )]
     Query {
         action: &'static str,
         #[source]
@@ -65,7 +68,9 @@ pub enum DbError {
     )]
     SessionNotFound(Uuid),
 
-    #[error("Session {0} has no audio chunks: nothing was uploaded, so there is nothing to process")]
+    #[error(
+        "Session {0} has no audio chunks: nothing was uploaded, so there is nothing to process"
+    )]
     NoChunks(Uuid),
 
     #[error(
@@ -87,7 +92,9 @@ impl DbError {
 
 impl From<diesel::r2d2::PoolError> for DbError {
     fn from(err: diesel::r2d2::PoolError) -> Self {
-        DbError::Unavailable { reason: err.to_string() }
+        DbError::Unavailable {
+            reason: err.to_string().trim_end().to_owned(),
+        }
     }
 }
 
@@ -113,7 +120,10 @@ fn query_error_kind(err: &diesel::result::Error) -> ErrorKind {
     use diesel::result::{DatabaseErrorKind as Db, Error as E};
     match err {
         E::DatabaseError(
-            Db::UniqueViolation | Db::ForeignKeyViolation | Db::NotNullViolation | Db::CheckViolation,
+            Db::UniqueViolation
+            | Db::ForeignKeyViolation
+            | Db::NotNullViolation
+            | Db::CheckViolation,
             _,
         )
         | E::NotFound
@@ -136,15 +146,28 @@ mod tests {
         assert_eq!(DbError::SessionNotFound(id).kind(), ErrorKind::Permanent);
         assert_eq!(DbError::NoChunks(id).kind(), ErrorKind::Permanent);
         assert_eq!(
-            DbError::AlreadyClaimed { session_id: id, claimed: 2 }.kind(),
+            DbError::AlreadyClaimed {
+                session_id: id,
+                claimed: 2
+            }
+            .kind(),
             ErrorKind::Permanent
         );
-        assert_eq!(DbError::Unavailable { reason: "refused".into() }.kind(), ErrorKind::Transient);
+        assert_eq!(
+            DbError::Unavailable {
+                reason: "refused".into()
+            }
+            .kind(),
+            ErrorKind::Transient
+        );
         let serialization = diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::SerializationFailure,
             Box::new("could not serialize access".to_owned()),
         );
-        let err = DbError::Query { action: "saving", source: serialization };
+        let err = DbError::Query {
+            action: "saving",
+            source: serialization,
+        };
         let job: JobError = err.into();
         assert!(job.is_transient());
     }

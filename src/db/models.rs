@@ -2,9 +2,9 @@
 //! travel as `DbUuid`/`DbTime` (see `sql_types`). Nullable columns the worker always fills take
 //! plain types, so batch inserts never need SQL `DEFAULT` (which SQLite lacks in VALUES lists).
 
+use super::sql_types::{DbTime, DbUuid};
 use bigdecimal::BigDecimal;
 use diesel::prelude::*;
-use super::sql_types::{DbTime, DbUuid};
 
 use super::schema::{
     audio_chunks, session_speakers, sessions, speaker_word_counts, transcript_segments,
@@ -70,7 +70,10 @@ impl SpeakerClaim {
     pub fn is_claimed(&self) -> bool {
         self.claimed_by.is_some()
             || self.attributed_to_user_id.is_some()
-            || self.guest_name.as_deref().is_some_and(|name| !name.is_empty())
+            || self
+                .guest_name
+                .as_deref()
+                .is_some_and(|name| !name.is_empty())
     }
 }
 

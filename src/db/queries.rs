@@ -36,7 +36,9 @@ macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {
         match $conn {
             DbConnection::Pg(pg) => diesel::insert_into($table).values($rows).execute(pg),
-            DbConnection::Sqlite(sqlite) => diesel::insert_into($table).values($rows).execute(sqlite),
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into($table).values($rows).execute(sqlite)
+            }
         }
     };
 }
@@ -44,7 +46,10 @@ macro_rules! insert_rows {
 impl From<diesel::result::Error> for DbError {
     /// Errors from opening or committing a transaction, the only ones not wrapped at the call.
     fn from(source: diesel::result::Error) -> Self {
-        DbError::Query { action: "opening or committing a transaction", source }
+        DbError::Query {
+            action: "opening or committing a transaction",
+            source,
+        }
     }
 }
 
@@ -54,7 +59,10 @@ pub fn load_session(conn: &mut DbConnection, session_id: Uuid) -> Result<Session
     ensure_session_exists(conn, session_id)?;
     let mut rows: Vec<ChunkRow> = audio_chunks::table
         .filter(audio_chunks::session_id.eq(DbUuid(session_id)))
-        .order((audio_chunks::chunk_number.asc(), audio_chunks::uploaded_at.asc()))
+        .order((
+            audio_chunks::chunk_number.asc(),
+            audio_chunks::uploaded_at.asc(),
+        ))
         .select(ChunkRow::as_select())
         .load(conn)
         .map_err(DbError::query("loading the session's audio chunks"))?;
@@ -95,7 +103,10 @@ pub fn set_progress(
     percent: u8,
 ) -> Result<(), DbError> {
     let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
-        .set((sessions::progress.eq(stage.progress(percent)), sessions::updated_at.eq(DbTime::now())))
+        .set((
+            sessions::progress.eq(stage.progress(percent)),
+            sessions::updated_at.eq(DbTime::now()),
+        ))
         .execute(conn)
         .map_err(DbError::query("updating the session's progress"))?;
     found(updated, session_id)
@@ -116,7 +127,10 @@ pub fn save_results(
         delete_previous_results(conn, session_id)?;
         insert_speakers(conn, results)?;
         insert_segments(conn, results)?;
-        let duration = results.duration_seconds.round().clamp(0.0, f64::from(i32::MAX)) as i32;
+        let duration = results
+            .duration_seconds
+            .round()
+            .clamp(0.0, f64::from(i32::MAX)) as i32;
         diesel::update(sessions::table.find(DbUuid(session_id)))
             .set((
                 sessions::duration_seconds.eq(duration),
@@ -155,7 +169,10 @@ pub fn finish_session(
             .execute(conn)
             .map_err(DbError::query("saving a speaker's sample clip"))?;
             if updated == 0 {
-                log::warn!("Session {session_id} has no speaker {}; its sample was not saved", sample.speaker_label);
+                log::warn!(
+                    "Session {session_id} has no speaker {}; its sample was not saved",
+                    sample.speaker_label
+                );
             }
         }
         let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
@@ -257,14 +274,21 @@ pub fn session_status(
         .optional()
         .map_err(DbError::query("reading the session's status"))?;
     let state = state.ok_or(DbError::SessionNotFound(session_id))?;
-    Ok((state.status, state.progress.unwrap_or(0), state.error_message))
+    Ok((
+        state.status,
+        state.progress.unwrap_or(0),
+        state.error_message,
+    ))
 }
 
-/// Saved speakers in label order: (label, segment count, talk time in seconds, word counts).
+/// One saved speaker: (label, segment count, talk time in seconds, word → count).
+pub type SpeakerSummary = (String, i32, f64, BTreeMap<String, i32>);
+
+/// Saved speakers in label order.
 pub fn session_results(
     conn: &mut DbConnection,
     session_id: Uuid,
-) -> Result<Vec<(String, i32, f64, BTreeMap<String, i32>)>, DbError> {
+) -> Result<Vec<SpeakerSummary>, DbError> {
     ensure_session_exists(conn, session_id)?;
     let speakers: Vec<SpeakerRow> = session_speakers::table
         .filter(session_speakers::session_id.eq(DbUuid(session_id)))
@@ -279,7 +303,10 @@ pub fn session_results(
             .select((speaker_word_counts::word, speaker_word_counts::count))
             .load(conn)
             .map_err(DbError::query("reading a speaker's word counts"))?;
-        let talk_time = speaker.total_duration_seconds.and_then(|d| d.to_f64()).unwrap_or(0.0);
+        let talk_time = speaker
+            .total_duration_seconds
+            .and_then(|d| d.to_f64())
+            .unwrap_or(0.0);
         results.push((
             speaker.speaker_label,
             speaker.segment_count.unwrap_or(0),
@@ -297,7 +324,10 @@ pub fn session_transcript(
 ) -> Result<Vec<crate::session::TranscriptSegment>, DbError> {
     let rows: Vec<(String, f64, f64, String)> = transcript_segments::table
         .filter(transcript_segments::session_id.eq(DbUuid(session_id)))
-        .order((transcript_segments::start_seconds.asc(), transcript_segments::id.asc()))
+        .order((
+            transcript_segments::start_seconds.asc(),
+            transcript_segments::id.asc(),
+        ))
         .select((
             transcript_segments::speaker_label,
             transcript_segments::start_seconds,
@@ -308,11 +338,13 @@ pub fn session_transcript(
         .map_err(DbError::query("reading the session's transcript"))?;
     Ok(rows
         .into_iter()
-        .map(|(speaker_label, start_seconds, end_seconds, text)| crate::session::TranscriptSegment {
-            speaker_label,
-            start_seconds,
-            end_seconds,
-            text,
+        .map(|(speaker_label, start_seconds, end_seconds, text)| {
+            crate::session::TranscriptSegment {
+                speaker_label,
+                start_seconds,
+                end_seconds,
+                text,
+            }
         })
         .collect())
 }
@@ -324,7 +356,9 @@ fn ensure_session_exists(conn: &mut DbConnection, session_id: Uuid) -> Result<()
         .first(conn)
         .optional()
         .map_err(DbError::query("looking the session up"))?;
-    exists.map(|_| ()).ok_or(DbError::SessionNotFound(session_id))
+    exists
+        .map(|_| ())
+        .ok_or(DbError::SessionNotFound(session_id))
 }
 
 fn found(updated_rows: usize, session_id: Uuid) -> Result<(), DbError> {
@@ -335,7 +369,11 @@ fn found(updated_rows: usize, session_id: Uuid) -> Result<(), DbError> {
     }
 }
 
-fn refuse_if_claimed(conn: &mut DbConnection, session_id: Uuid, force: bool) -> Result<(), DbError> {
+fn refuse_if_claimed(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    force: bool,
+) -> Result<(), DbError> {
     let claims: Vec<SpeakerClaim> = session_speakers::table
         .filter(session_speakers::session_id.eq(DbUuid(session_id)))
         .select(SpeakerClaim::as_select())
@@ -348,7 +386,10 @@ fn refuse_if_claimed(conn: &mut DbConnection, session_id: Uuid, force: bool) -> 
             log::warn!("Replacing results of session {session_id} although {claimed} speaker(s) were claimed (forced)");
             Ok(())
         }
-        _ => Err(DbError::AlreadyClaimed { session_id, claimed }),
+        _ => Err(DbError::AlreadyClaimed {
+            session_id,
+            claimed,
+        }),
     }
 }
 
@@ -359,16 +400,23 @@ fn delete_previous_results(conn: &mut DbConnection, session_id: Uuid) -> Result<
         .filter(session_speakers::session_id.eq(DbUuid(session_id)))
         .select(session_speakers::id.nullable());
     diesel::delete(
-        speaker_word_counts::table.filter(speaker_word_counts::session_speaker_id.eq_any(speaker_ids)),
+        speaker_word_counts::table
+            .filter(speaker_word_counts::session_speaker_id.eq_any(speaker_ids)),
     )
     .execute(conn)
-    .map_err(DbError::query("removing the session's previous word counts"))?;
-    diesel::delete(session_speakers::table.filter(session_speakers::session_id.eq(DbUuid(session_id))))
-        .execute(conn)
-        .map_err(DbError::query("removing the session's previous speakers"))?;
-    diesel::delete(transcript_segments::table.filter(transcript_segments::session_id.eq(DbUuid(session_id))))
-        .execute(conn)
-        .map_err(DbError::query("removing the session's previous transcript"))?;
+    .map_err(DbError::query(
+        "removing the session's previous word counts",
+    ))?;
+    diesel::delete(
+        session_speakers::table.filter(session_speakers::session_id.eq(DbUuid(session_id))),
+    )
+    .execute(conn)
+    .map_err(DbError::query("removing the session's previous speakers"))?;
+    diesel::delete(
+        transcript_segments::table.filter(transcript_segments::session_id.eq(DbUuid(session_id))),
+    )
+    .execute(conn)
+    .map_err(DbError::query("removing the session's previous transcript"))?;
     Ok(())
 }
 
@@ -390,11 +438,14 @@ fn insert_speakers(conn: &mut DbConnection, results: &SessionResults) -> Result<
         .iter()
         .zip(&results.speakers)
         .flat_map(|(row, speaker)| {
-            speaker.word_counts.iter().map(move |(word, count)| NewWordCount {
-                session_speaker_id: row.id,
-                word,
-                count: *count,
-            })
+            speaker
+                .word_counts
+                .iter()
+                .map(move |(word, count)| NewWordCount {
+                    session_speaker_id: row.id,
+                    word,
+                    count: *count,
+                })
         })
         .collect();
     for batch in speakers.chunks(INSERT_BATCH_ROWS) {

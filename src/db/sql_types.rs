@@ -111,7 +111,9 @@ impl ToSql<Uuid, MultiBackend> for DbUuid {
 }
 
 impl FromSql<Uuid, MultiBackend> for DbUuid {
-    fn from_sql(bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+    fn from_sql(
+        bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>,
+    ) -> deserialize::Result<Self> {
         bytes.from_sql::<DbUuid, Uuid>()
     }
 }
@@ -156,7 +158,9 @@ impl ToSql<Timestamptz, MultiBackend> for DbTime {
 }
 
 impl FromSql<Timestamptz, MultiBackend> for DbTime {
-    fn from_sql(bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
+    fn from_sql(
+        bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>,
+    ) -> deserialize::Result<Self> {
         bytes.from_sql::<DbTime, Timestamptz>()
     }
 }

@@ -111,8 +111,14 @@ impl Handler<LoadSession> for DbWriter {
     type Result = Result<SessionInput, DbError>;
 
     fn handle(&mut self, msg: LoadSession, ctx: &mut Self::Context) -> Self::Result {
-        let input = self.guarded(ctx, "loading a session", |conn| queries::load_session(conn, msg.session_id))?;
-        log::debug!("Loaded session {}: {} chunk(s)", msg.session_id, input.chunks.len());
+        let input = self.guarded(ctx, "loading a session", |conn| {
+            queries::load_session(conn, msg.session_id)
+        })?;
+        log::debug!(
+            "Loaded session {}: {} chunk(s)",
+            msg.session_id,
+            input.chunks.len()
+        );
         Ok(input)
     }
 }
@@ -121,7 +127,9 @@ impl Handler<MarkProcessing> for DbWriter {
     type Result = Result<(), DbError>;
 
     fn handle(&mut self, msg: MarkProcessing, ctx: &mut Self::Context) -> Self::Result {
-        self.guarded(ctx, "marking a session processing", |conn| queries::mark_processing(conn, msg.session_id))?;
+        self.guarded(ctx, "marking a session processing", |conn| {
+            queries::mark_processing(conn, msg.session_id)
+        })?;
         log::info!("💾 Session {} is processing", msg.session_id);
         Ok(())
     }
@@ -150,7 +158,9 @@ impl Handler<SaveResults> for DbWriter {
 
     fn handle(&mut self, msg: SaveResults, ctx: &mut Self::Context) -> Self::Result {
         let results = &msg.results;
-        self.guarded(ctx, "saving results", |conn| queries::save_results(conn, results, msg.force))?;
+        self.guarded(ctx, "saving results", |conn| {
+            queries::save_results(conn, results, msg.force)
+        })?;
         log::info!(
             "💾 Saved results for {}: {} speakers, {} segments",
             results.session_id,
@@ -194,7 +204,10 @@ impl Handler<LoadTargetWords> for DbWriter {
 
     fn handle(&mut self, _msg: LoadTargetWords, ctx: &mut Self::Context) -> Self::Result {
         let words = self.guarded(ctx, "loading target words", queries::active_target_words)?;
-        log::debug!("Loaded {} active target word(s) from the database", words.len());
+        log::debug!(
+            "Loaded {} active target word(s) from the database",
+            words.len()
+        );
         Ok(words)
     }
 }
@@ -206,7 +219,11 @@ impl Handler<RegisterSession> for DbWriter {
         self.guarded(ctx, "registering a session", |conn| {
             queries::register_session(conn, msg.session_id, msg.started_by, &msg.chunks)
         })?;
-        log::info!("💾 Registered session {} with {} chunk(s)", msg.session_id, msg.chunks.len());
+        log::info!(
+            "💾 Registered session {} with {} chunk(s)",
+            msg.session_id,
+            msg.chunks.len()
+        );
         Ok(())
     }
 }
@@ -219,7 +236,10 @@ impl Handler<Shutdown> for DbWriter {
     /// actor here would only make the SyncArbiter build a fresh one).
     fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) {
         let state = self.pool.state();
-        log::info!("DbWriter stopped ({} pooled connection(s) open)", state.connections);
+        log::info!(
+            "DbWriter stopped ({} pooled connection(s) open)",
+            state.connections
+        );
     }
 }
 

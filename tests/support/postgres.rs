@@ -71,12 +71,22 @@ pub fn create_database_on(admin_url: &str) -> TempDatabase {
         "lahstats_test_{}_{}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst),
-        uuid::Uuid::new_v4().simple().to_string().get(..8).unwrap_or("x")
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..8)
+            .unwrap_or("x")
     );
     let mut admin = PgConnection::establish(admin_url)
         .unwrap_or_else(|err| panic!("test Postgres at {admin_url} is not reachable: {err}"));
-    admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).expect("create test database");
-    TempDatabase { url: with_database(admin_url, &name), admin_url: admin_url.to_owned(), name }
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .expect("create test database");
+    TempDatabase {
+        url: with_database(admin_url, &name),
+        admin_url: admin_url.to_owned(),
+        name,
+    }
 }
 
 /// A Postgres server of our own in a temporary directory, on a free port, that a test may stop
@@ -91,14 +101,29 @@ impl PrivatePostgres {
     /// initdb + pg_ctl start. As root, the server runs as the `postgres` OS user.
     pub fn start_new() -> PrivatePostgres {
         let bin = postgres_bin_dir();
-        let root = tempfile::Builder::new().prefix("lahstats-pg-").tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix("lahstats-pg-")
+            .tempdir()
+            .expect("tempdir");
         if running_as_root() {
             chown_to_postgres(root.path());
         }
         let port = free_port();
         let server = PrivatePostgres { bin, root, port };
         let data = server.data_dir();
-        server.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
         server.start();
         server
     }
@@ -110,7 +135,10 @@ impl PrivatePostgres {
 
     /// Fast shutdown: open connections are cut, as when a database server goes away.
     pub fn stop(&self) {
-        self.run("pg_ctl", &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", "fast", "-w", "stop"],
+        );
     }
 
     /// Starts the server again on the same port and waits until it accepts connections.
@@ -123,7 +151,16 @@ impl PrivatePostgres {
         let log = self.root.path().join("server.log");
         self.run(
             "pg_ctl",
-            &["-D", &self.data_dir(), "-o", &options, "-l", &log.to_string_lossy(), "-w", "start"],
+            &[
+                "-D",
+                &self.data_dir(),
+                "-o",
+                &options,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "start",
+            ],
         );
     }
 
@@ -140,7 +177,11 @@ impl PrivatePostgres {
         } else {
             Command::new(&program)
         };
-        let output = command.args(args).current_dir(self.root.path()).output().expect("run postgres tool");
+        let output = command
+            .args(args)
+            .current_dir(self.root.path())
+            .output()
+            .expect("run postgres tool");
         assert!(
             output.status.success(),
             "{} {:?} failed: {}{}",
@@ -159,7 +200,11 @@ impl Drop for PrivatePostgres {
         let data = self.data_dir();
         let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
         let _ = if running_as_root() {
-            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&program).args(args).output()
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
         } else {
             Command::new(&program).args(args).output()
         };
@@ -188,10 +233,17 @@ fn running_as_root() -> bool {
 
 fn chown_to_postgres(path: &Path) {
     let id = |flag: &str| -> u32 {
-        let output = Command::new("id").args([flag, "postgres"]).output().expect("id postgres");
-        String::from_utf8_lossy(&output.stdout).trim().parse().expect("numeric id of postgres")
+        let output = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .expect("id postgres");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("numeric id of postgres")
     };
-    std::os::unix::fs::chown(path, Some(id("-u")), Some(id("-g"))).expect("chown tempdir to postgres");
+    std::os::unix::fs::chown(path, Some(id("-u")), Some(id("-g")))
+        .expect("chown tempdir to postgres");
 }
 
 fn free_port() -> u16 {
@@ -203,7 +255,10 @@ fn free_port() -> u16 {
 /// temporary directory.
 pub enum TestDb {
     Postgres(TempDatabase),
-    Sqlite { _dir: tempfile::TempDir, path: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: String,
+    },
 }
 
 impl TestDb {
@@ -212,8 +267,16 @@ impl TestDb {
     }
 
     pub fn sqlite() -> TestDb {
-        let dir = tempfile::Builder::new().prefix("lahstats-sqlite-").tempdir().expect("tempdir");
-        let path = dir.path().join("nested").join("lahstats.db").to_string_lossy().into_owned();
+        let dir = tempfile::Builder::new()
+            .prefix("lahstats-sqlite-")
+            .tempdir()
+            .expect("tempdir");
+        let path = dir
+            .path()
+            .join("nested")
+            .join("lahstats.db")
+            .to_string_lossy()
+            .into_owned();
         TestDb::Sqlite { _dir: dir, path }
     }
 
