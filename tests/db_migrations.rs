@@ -217,3 +217,100 @@ fn migrations_leave_the_apps_existing_tables_untouched() {
     );
     assert!(db::run_migrations(&pool).expect("second run").is_empty());
 }
+
+/// `schema.rs` is hand-kept in the form `diesel print-schema` gives: its tables list exactly the
+/// migrated Postgres columns, in the database's order.
+#[test]
+fn schema_rs_lists_the_migrated_postgres_columns_in_order() {
+    use diesel::pg::Pg;
+    use lahstats_worker::db::schema::*;
+
+    fn schema_columns<Q: diesel::query_builder::QueryFragment<Pg>>(query: Q) -> Vec<String> {
+        let sql = diesel::debug_query::<Pg, _>(&query).to_string();
+        let select = sql
+            .split(" FROM ")
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("SELECT ");
+        select
+            .split(", ")
+            .map(|column| {
+                column
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    let database = fresh_database();
+    let pool = db::connect(&database.url).expect("pool");
+    db::run_migrations(&pool).expect("migrations");
+    let mut conn = PgConnection::establish(&database.url).expect("connect");
+    let mut database_columns = |table: &str| {
+        lines(
+            &mut conn,
+            &format!(
+                "SELECT column_name::text AS line FROM information_schema.columns \
+                 WHERE table_name = '{table}' ORDER BY ordinal_position"
+            ),
+        )
+    };
+    let expected = [
+        (
+            "audio_chunks",
+            schema_columns(audio_chunks::table.select(audio_chunks::all_columns)),
+        ),
+        (
+            "session_speakers",
+            schema_columns(session_speakers::table.select(session_speakers::all_columns)),
+        ),
+        (
+            "sessions",
+            schema_columns(sessions::table.select(sessions::all_columns)),
+        ),
+        (
+            "speaker_word_counts",
+            schema_columns(speaker_word_counts::table.select(speaker_word_counts::all_columns)),
+        ),
+        (
+            "target_words",
+            schema_columns(target_words::table.select(target_words::all_columns)),
+        ),
+        (
+            "transcript_segments",
+            schema_columns(transcript_segments::table.select(transcript_segments::all_columns)),
+        ),
+    ];
+    for (table, columns) in expected {
+        assert_eq!(
+            database_columns(table),
+            columns,
+            "schema.rs differs from the database for {table}"
+        );
+    }
+}
+
+/// `:memory:` keeps one connection for the pool's life, or every checkout would see an empty
+/// database.
+#[test]
+fn an_in_memory_sqlite_database_keeps_its_tables_across_checkouts() {
+    let pool = db::connect(":memory:").expect("pool");
+    assert_eq!(db::run_migrations(&pool).expect("migrations").len(), 2);
+    let session_id = uuid::Uuid::new_v4();
+    {
+        let mut conn = pool.get().expect("connection");
+        lahstats_worker::db::queries::register_session(
+            &mut conn,
+            session_id,
+            uuid::Uuid::new_v4(),
+            &[(0, "a.m4a".into(), None)],
+        )
+        .expect("register");
+    }
+    let mut conn = pool.get().expect("connection again");
+    let input = lahstats_worker::db::queries::load_session(&mut conn, session_id).expect("load");
+    assert_eq!(input.chunks.len(), 1);
+}
