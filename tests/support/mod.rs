@@ -1,6 +1,8 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: real databases, Redis servers, workers and audio
+//! made at test time.
 #![allow(dead_code)]
 
-pub mod worker;
-pub mod redis_server;
 pub mod daemon;
+pub mod postgres;
+pub mod redis_server;
+pub mod worker;

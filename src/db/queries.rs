@@ -1,0 +1,499 @@
+//! One function per query the worker needs, each taking `&mut DbConnection` so the same code
+//! serves Postgres and SQLite. Only the DbWriter (and tests) call these.
+
+use std::collections::BTreeMap;
+
+use bigdecimal::{BigDecimal, FromPrimitive, RoundingMode, ToPrimitive};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::models::{
+    ChunkRow, NewAudioChunk, NewSession, NewSessionSpeaker, NewTranscriptSegment, NewWordCount,
+    SessionState, SpeakerClaim, SpeakerRow,
+};
+use super::schema::{
+    audio_chunks, session_speakers, sessions, speaker_word_counts, target_words,
+    transcript_segments,
+};
+use super::sql_types::{DbTime, DbUuid};
+use super::{DbConnection, DbError};
+use crate::session::{status, ChunkRef, SessionInput, SessionResults, SpeakerSample, Stage};
+
+/// The longest `error_message` the original worker stored; the app's screen is sized for it.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 500;
+
+/// Rows per INSERT statement: well under both backends' bind-parameter limits.
+const INSERT_BATCH_ROWS: usize = 500;
+
+/// How the app's `target_words.is_active` may read once cast to text: a boolean column gives
+/// `true`/`1`, databases that stored it as text hold `'true'`.
+const IS_ACTIVE_SQL: &str = "lower(CAST(is_active AS TEXT)) IN ('true', 't', '1', 'yes', 'on')";
+
+/// A multi-row INSERT, run on the backend's own connection (still inside the caller's
+/// transaction): diesel's MultiConnection backend cannot express multi-row VALUES, because
+/// SQLite has no DEFAULT keyword there, though each backend on its own can.
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            DbConnection::Pg(pg) => diesel::insert_into($table).values($rows).execute(pg),
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into($table).values($rows).execute(sqlite)
+            }
+        }
+    };
+}
+
+impl From<diesel::result::Error> for DbError {
+    /// Errors from opening or committing a transaction, the only ones not wrapped at the call.
+    fn from(source: diesel::result::Error) -> Self {
+        DbError::Query {
+            action: "opening or committing a transaction",
+            source,
+        }
+    }
+}
+
+/// The session's chunks in recording order. Unknown session → `SessionNotFound`; a session with
+/// no chunks → `NoChunks`.
+pub fn load_session(conn: &mut DbConnection, session_id: Uuid) -> Result<SessionInput, DbError> {
+    ensure_session_exists(conn, session_id)?;
+    let mut rows: Vec<ChunkRow> = audio_chunks::table
+        .filter(audio_chunks::session_id.eq(DbUuid(session_id)))
+        .order((
+            audio_chunks::chunk_number.asc(),
+            audio_chunks::uploaded_at.asc(),
+        ))
+        .select(ChunkRow::as_select())
+        .load(conn)
+        .map_err(DbError::query("loading the session's audio chunks"))?;
+    if rows.is_empty() {
+        return Err(DbError::NoChunks(session_id));
+    }
+    // Backends disagree on where NULLs sort; a chunk without a number goes last.
+    rows.sort_by_key(|row| row.chunk_number.unwrap_or(i32::MAX));
+    let chunks = rows
+        .into_iter()
+        .map(|row| ChunkRef {
+            chunk_number: row.chunk_number.unwrap_or(i32::MAX),
+            storage_path: row.storage_path,
+        })
+        .collect();
+    Ok(SessionInput { session_id, chunks })
+}
+
+/// Status `processing`, progress 0, no error: the start of an attempt.
+pub fn mark_processing(conn: &mut DbConnection, session_id: Uuid) -> Result<(), DbError> {
+    let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
+        .set((
+            sessions::status.eq(status::PROCESSING),
+            sessions::progress.eq(0),
+            sessions::error_message.eq(None::<String>),
+            sessions::updated_at.eq(DbTime::now()),
+        ))
+        .execute(conn)
+        .map_err(DbError::query("marking the session as processing"))?;
+    found(updated, session_id)
+}
+
+/// Progress = where `stage` is at `percent` % on the app's 0–100 bar.
+pub fn set_progress(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    stage: Stage,
+    percent: u8,
+) -> Result<(), DbError> {
+    let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
+        .set((
+            sessions::progress.eq(stage.progress(percent)),
+            sessions::updated_at.eq(DbTime::now()),
+        ))
+        .execute(conn)
+        .map_err(DbError::query("updating the session's progress"))?;
+    found(updated, session_id)
+}
+
+/// Replaces the session's speakers, word counts and transcript with `results` in one
+/// transaction, and sets its duration, audio URL and progress 95. Refuses with `AlreadyClaimed`
+/// when the app has already attributed a speaker, unless `force`.
+pub fn save_results(
+    conn: &mut DbConnection,
+    results: &SessionResults,
+    force: bool,
+) -> Result<(), DbError> {
+    let session_id = results.session_id;
+    conn.transaction(|conn| {
+        ensure_session_exists(conn, session_id)?;
+        refuse_if_claimed(conn, session_id, force)?;
+        delete_previous_results(conn, session_id)?;
+        insert_speakers(conn, results)?;
+        insert_segments(conn, results)?;
+        let duration = results
+            .duration_seconds
+            .round()
+            .clamp(0.0, f64::from(i32::MAX)) as i32;
+        diesel::update(sessions::table.find(DbUuid(session_id)))
+            .set((
+                sessions::duration_seconds.eq(duration),
+                sessions::progress.eq(Stage::SavingResults.progress(100)),
+                sessions::updated_at.eq(DbTime::now()),
+            ))
+            .execute(conn)
+            .map_err(DbError::query("setting the session's duration"))?;
+        if let Some(audio_url) = &results.audio_url {
+            diesel::update(sessions::table.find(DbUuid(session_id)))
+                .set(sessions::audio_url.eq(audio_url))
+                .execute(conn)
+                .map_err(DbError::query("setting the session's audio URL"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Sets each speaker's sample clip and the session `ready_for_claiming`, progress 100.
+pub fn finish_session(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    samples: &[SpeakerSample],
+) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        for sample in samples {
+            let updated = diesel::update(
+                session_speakers::table
+                    .filter(session_speakers::session_id.eq(DbUuid(session_id)))
+                    .filter(session_speakers::speaker_label.eq(&sample.speaker_label)),
+            )
+            .set((
+                session_speakers::sample_audio_url.eq(&sample.sample_audio_url),
+                session_speakers::sample_start_time.eq(decimal(sample.sample_start_time)),
+            ))
+            .execute(conn)
+            .map_err(DbError::query("saving a speaker's sample clip"))?;
+            if updated == 0 {
+                log::warn!(
+                    "Session {session_id} has no speaker {}; its sample was not saved",
+                    sample.speaker_label
+                );
+            }
+        }
+        let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
+            .set((
+                sessions::status.eq(status::READY_FOR_CLAIMING),
+                sessions::progress.eq(100),
+                sessions::updated_at.eq(DbTime::now()),
+            ))
+            .execute(conn)
+            .map_err(DbError::query("marking the session ready for claiming"))?;
+        found(updated, session_id)
+    })
+}
+
+/// Status `failed` with `error` (cut to 500 characters) for the app to show.
+pub fn mark_failed(conn: &mut DbConnection, session_id: Uuid, error: &str) -> Result<(), DbError> {
+    let message: String = error.chars().take(MAX_ERROR_MESSAGE_CHARS).collect();
+    let updated = diesel::update(sessions::table.find(DbUuid(session_id)))
+        .set((
+            sessions::status.eq(status::FAILED),
+            sessions::error_message.eq(message),
+            sessions::updated_at.eq(DbTime::now()),
+        ))
+        .execute(conn)
+        .map_err(DbError::query("marking the session as failed"))?;
+    found(updated, session_id)
+}
+
+/// The app's active target words, lowercased, in table order; empty when there are none (the
+/// caller then uses the built-in list).
+pub fn active_target_words(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    let words: Vec<Option<String>> = target_words::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(IS_ACTIVE_SQL))
+        .order(target_words::id.asc())
+        .select(target_words::word)
+        .load(conn)
+        .map_err(DbError::query("loading the target words"))?;
+    let mut seen = std::collections::BTreeSet::new();
+    Ok(words
+        .into_iter()
+        .flatten()
+        .map(|word| word.trim().to_lowercase())
+        .filter(|word| !word.is_empty() && seen.insert(word.clone()))
+        .collect())
+}
+
+/// Creates a session as the API does when a recording ends (`processing`, started and ended
+/// now) with its chunks `(chunk_number, storage_path, duration_seconds)`.
+///
+/// On the app's Postgres, `sessions.started_by` references `profiles(id)`, so `started_by` must
+/// be an existing profile there; the tables these migrations create have no such foreign key.
+pub fn register_session(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    started_by: Uuid,
+    chunks: &[(i32, String, Option<f64>)],
+) -> Result<(), DbError> {
+    let now = DbTime::now();
+    conn.transaction(|conn| {
+        diesel::insert_into(sessions::table)
+            .values(NewSession {
+                id: DbUuid(session_id),
+                started_by: DbUuid(started_by),
+                status: status::PROCESSING,
+                started_at: now,
+                ended_at: now,
+                progress: 0,
+                created_at: now,
+                updated_at: now,
+            })
+            .execute(conn)
+            .map_err(DbError::query("registering the session"))?;
+        for (chunk_number, storage_path, duration) in chunks {
+            diesel::insert_into(audio_chunks::table)
+                .values(NewAudioChunk {
+                    id: DbUuid(Uuid::new_v4()),
+                    session_id: DbUuid(session_id),
+                    chunk_number: *chunk_number,
+                    storage_path,
+                    duration_seconds: duration.map(decimal),
+                    uploaded_at: now,
+                })
+                .execute(conn)
+                .map_err(DbError::query("registering the session's audio chunks"))?;
+        }
+        Ok(())
+    })
+}
+
+/// (status, progress, error_message) as the app reads them.
+pub fn session_status(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+) -> Result<(String, i32, Option<String>), DbError> {
+    let state: Option<SessionState> = sessions::table
+        .find(DbUuid(session_id))
+        .select(SessionState::as_select())
+        .first(conn)
+        .optional()
+        .map_err(DbError::query("reading the session's status"))?;
+    let state = state.ok_or(DbError::SessionNotFound(session_id))?;
+    Ok((
+        state.status,
+        state.progress.unwrap_or(0),
+        state.error_message,
+    ))
+}
+
+/// One saved speaker: (label, segment count, talk time in seconds, word → count).
+pub type SpeakerSummary = (String, i32, f64, BTreeMap<String, i32>);
+
+/// Saved speakers in label order.
+pub fn session_results(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+) -> Result<Vec<SpeakerSummary>, DbError> {
+    ensure_session_exists(conn, session_id)?;
+    let speakers: Vec<SpeakerRow> = session_speakers::table
+        .filter(session_speakers::session_id.eq(DbUuid(session_id)))
+        .order(session_speakers::speaker_label.asc())
+        .select(SpeakerRow::as_select())
+        .load(conn)
+        .map_err(DbError::query("reading the session's speakers"))?;
+    let mut results = Vec::with_capacity(speakers.len());
+    for speaker in speakers {
+        let counts: Vec<(String, i32)> = speaker_word_counts::table
+            .filter(speaker_word_counts::session_speaker_id.eq(speaker.id))
+            .select((speaker_word_counts::word, speaker_word_counts::count))
+            .load(conn)
+            .map_err(DbError::query("reading a speaker's word counts"))?;
+        let talk_time = speaker
+            .total_duration_seconds
+            .and_then(|d| d.to_f64())
+            .unwrap_or(0.0);
+        results.push((
+            speaker.speaker_label,
+            speaker.segment_count.unwrap_or(0),
+            talk_time,
+            counts.into_iter().collect(),
+        ));
+    }
+    Ok(results)
+}
+
+/// The saved transcript, in time order.
+pub fn session_transcript(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+) -> Result<Vec<crate::session::TranscriptSegment>, DbError> {
+    let rows: Vec<(String, f64, f64, String)> = transcript_segments::table
+        .filter(transcript_segments::session_id.eq(DbUuid(session_id)))
+        .order((
+            transcript_segments::start_seconds.asc(),
+            transcript_segments::id.asc(),
+        ))
+        .select((
+            transcript_segments::speaker_label,
+            transcript_segments::start_seconds,
+            transcript_segments::end_seconds,
+            transcript_segments::text,
+        ))
+        .load(conn)
+        .map_err(DbError::query("reading the session's transcript"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(speaker_label, start_seconds, end_seconds, text)| {
+            crate::session::TranscriptSegment {
+                speaker_label,
+                start_seconds,
+                end_seconds,
+                text,
+            }
+        })
+        .collect())
+}
+
+fn ensure_session_exists(conn: &mut DbConnection, session_id: Uuid) -> Result<(), DbError> {
+    let exists: Option<DbUuid> = sessions::table
+        .find(DbUuid(session_id))
+        .select(sessions::id)
+        .first(conn)
+        .optional()
+        .map_err(DbError::query("looking the session up"))?;
+    exists
+        .map(|_| ())
+        .ok_or(DbError::SessionNotFound(session_id))
+}
+
+fn found(updated_rows: usize, session_id: Uuid) -> Result<(), DbError> {
+    if updated_rows == 0 {
+        Err(DbError::SessionNotFound(session_id))
+    } else {
+        Ok(())
+    }
+}
+
+fn refuse_if_claimed(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    force: bool,
+) -> Result<(), DbError> {
+    let claims: Vec<SpeakerClaim> = session_speakers::table
+        .filter(session_speakers::session_id.eq(DbUuid(session_id)))
+        .select(SpeakerClaim::as_select())
+        .load(conn)
+        .map_err(DbError::query("checking the session's speaker claims"))?;
+    let claimed = claims.iter().filter(|claim| claim.is_claimed()).count();
+    match claimed {
+        0 => Ok(()),
+        _ if force => {
+            log::warn!("Replacing results of session {session_id} although {claimed} speaker(s) were claimed (forced)");
+            Ok(())
+        }
+        _ => Err(DbError::AlreadyClaimed {
+            session_id,
+            claimed,
+        }),
+    }
+}
+
+/// Deletes word counts explicitly rather than trusting the cascade, which an older app
+/// database might lack.
+fn delete_previous_results(conn: &mut DbConnection, session_id: Uuid) -> Result<(), DbError> {
+    let speaker_ids = session_speakers::table
+        .filter(session_speakers::session_id.eq(DbUuid(session_id)))
+        .select(session_speakers::id.nullable());
+    diesel::delete(
+        speaker_word_counts::table
+            .filter(speaker_word_counts::session_speaker_id.eq_any(speaker_ids)),
+    )
+    .execute(conn)
+    .map_err(DbError::query(
+        "removing the session's previous word counts",
+    ))?;
+    diesel::delete(
+        session_speakers::table.filter(session_speakers::session_id.eq(DbUuid(session_id))),
+    )
+    .execute(conn)
+    .map_err(DbError::query("removing the session's previous speakers"))?;
+    diesel::delete(
+        transcript_segments::table.filter(transcript_segments::session_id.eq(DbUuid(session_id))),
+    )
+    .execute(conn)
+    .map_err(DbError::query("removing the session's previous transcript"))?;
+    Ok(())
+}
+
+fn insert_speakers(conn: &mut DbConnection, results: &SessionResults) -> Result<(), DbError> {
+    let now = DbTime::now();
+    let speakers: Vec<NewSessionSpeaker<'_>> = results
+        .speakers
+        .iter()
+        .map(|speaker| NewSessionSpeaker {
+            id: DbUuid(Uuid::new_v4()),
+            session_id: DbUuid(results.session_id),
+            speaker_label: &speaker.label,
+            segment_count: speaker.segment_count,
+            total_duration_seconds: decimal(speaker.total_duration_seconds),
+            created_at: now,
+        })
+        .collect();
+    let counts: Vec<NewWordCount<'_>> = speakers
+        .iter()
+        .zip(&results.speakers)
+        .flat_map(|(row, speaker)| {
+            speaker
+                .word_counts
+                .iter()
+                .map(move |(word, count)| NewWordCount {
+                    session_speaker_id: row.id,
+                    word,
+                    count: *count,
+                })
+        })
+        .collect();
+    for batch in speakers.chunks(INSERT_BATCH_ROWS) {
+        insert_rows!(conn, session_speakers::table, batch)
+            .map_err(DbError::query("saving the session's speakers"))?;
+    }
+    for batch in counts.chunks(INSERT_BATCH_ROWS) {
+        insert_rows!(conn, speaker_word_counts::table, batch)
+            .map_err(DbError::query("saving the speakers' word counts"))?;
+    }
+    Ok(())
+}
+
+fn insert_segments(conn: &mut DbConnection, results: &SessionResults) -> Result<(), DbError> {
+    let now = DbTime::now();
+    let segments: Vec<NewTranscriptSegment<'_>> = results
+        .segments
+        .iter()
+        .map(|segment| NewTranscriptSegment {
+            session_id: DbUuid(results.session_id),
+            speaker_label: &segment.speaker_label,
+            start_seconds: segment.start_seconds,
+            end_seconds: segment.end_seconds,
+            text: &segment.text,
+            created_at: now,
+        })
+        .collect();
+    for batch in segments.chunks(INSERT_BATCH_ROWS) {
+        insert_rows!(conn, transcript_segments::table, batch)
+            .map_err(DbError::query("saving the session's transcript"))?;
+    }
+    Ok(())
+}
+
+/// Seconds as the app's `decimal(10,2)`; a non-finite value (never expected) is stored as 0.
+fn decimal(seconds: f64) -> BigDecimal {
+    BigDecimal::from_f64(seconds)
+        .map(|value| value.with_scale_round(2, RoundingMode::HalfUp))
+        .unwrap_or_else(|| BigDecimal::from(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_keep_two_places() {
+        assert_eq!(decimal(12.345_6).to_string(), "12.35");
+        assert_eq!(decimal(f64::NAN).to_string(), "0");
+    }
+}
