@@ -18,10 +18,17 @@ const FRAME_SAMPLES: usize = 4096;
 
 /// Writes at most `max_seconds` of `samples` starting at `start_seconds` to `dest` as a WAV file.
 /// A clip that would start past the end of the audio is an error.
-pub fn write_wav_clip(samples: &[f32], start_seconds: f64, max_seconds: f64, dest: &Path) -> Result<(), AudioError> {
+pub fn write_wav_clip(
+    samples: &[f32],
+    start_seconds: f64,
+    max_seconds: f64,
+    dest: &Path,
+) -> Result<(), AudioError> {
     let rate = f64::from(SAMPLE_RATE);
     let start = ((start_seconds.max(0.0) * rate).round() as usize).min(samples.len());
-    let end = start.saturating_add((max_seconds.max(0.0) * rate).round() as usize).min(samples.len());
+    let end = start
+        .saturating_add((max_seconds.max(0.0) * rate).round() as usize)
+        .min(samples.len());
     if start >= end {
         return Err(write_error(
             dest,
@@ -38,11 +45,16 @@ pub fn write_wav_clip(samples: &[f32], start_seconds: f64, max_seconds: f64, des
 /// created; the file appears under its name only once complete.
 pub fn write_wav(samples: &[f32], dest: &Path) -> Result<(), AudioError> {
     ensure_ffmpeg();
-    if let Some(parent) = dest.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = dest
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         fs::create_dir_all(parent).map_err(|err| write_error(dest, err.to_string()))?;
     }
     let partial = partial_path(dest);
-    let result = encode_to(samples, &partial).and_then(|()| fs::rename(&partial, dest).map_err(|err| write_error(dest, err.to_string())));
+    let result = encode_to(samples, &partial).and_then(|()| {
+        fs::rename(&partial, dest).map_err(|err| write_error(dest, err.to_string()))
+    });
     if result.is_err() {
         // Best effort: the partial file may not exist if opening it was what failed.
         let _ = fs::remove_file(&partial);
@@ -52,41 +64,75 @@ pub fn write_wav(samples: &[f32], dest: &Path) -> Result<(), AudioError> {
 
 /// A hidden name beside `dest`, so the rename is atomic on the same file system.
 fn partial_path(dest: &Path) -> PathBuf {
-    let name = dest.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "audio.wav".into());
+    let name = dest
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "audio.wav".into());
     dest.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 fn write_error(dest: &Path, reason: String) -> AudioError {
-    AudioError::Write { location: dest.display().to_string(), reason }
+    AudioError::Write {
+        location: dest.display().to_string(),
+        reason,
+    }
 }
 
 fn encode_to(samples: &[f32], path: &Path) -> Result<(), AudioError> {
     let fail = |step: &str, err: ffmpeg_next::Error| write_error(path, format!("{step}: {err}"));
-    let mut output = ffmpeg_next::format::output_as(path, "wav").map_err(|err| fail("creating the file", err))?;
+    let mut output = ffmpeg_next::format::output_as(path, "wav")
+        .map_err(|err| fail("creating the file", err))?;
     let mut encoder = open_pcm_encoder().map_err(|err| fail("opening the PCM encoder", err))?;
     {
-        let mut stream = output.add_stream(encoder.codec()).map_err(|err| fail("adding the audio stream", err))?;
+        let mut stream = output
+            .add_stream(encoder.codec())
+            .map_err(|err| fail("adding the audio stream", err))?;
         stream.set_parameters(&encoder);
         stream.set_time_base(encoder.time_base());
     }
-    output.write_header().map_err(|err| fail("writing the header", err))?;
-    let stream_time_base = output.stream(0).map(|stream| stream.time_base()).unwrap_or_else(|| encoder.time_base());
-    let mut muxer = Muxer { output: &mut output, encoder: &mut encoder, stream_time_base };
+    output
+        .write_header()
+        .map_err(|err| fail("writing the header", err))?;
+    let stream_time_base = output
+        .stream(0)
+        .map(|stream| stream.time_base())
+        .unwrap_or_else(|| encoder.time_base());
+    let mut muxer = Muxer {
+        output: &mut output,
+        encoder: &mut encoder,
+        stream_time_base,
+    };
 
     for (index, block) in samples.chunks(FRAME_SAMPLES).enumerate() {
-        let frame = pcm_frame(block, (index * FRAME_SAMPLES) as i64).map_err(|err| fail("allocating a frame", err))?;
-        muxer.encoder.send_frame(&frame).map_err(|err| fail("encoding", err))?;
-        muxer.write_packets().map_err(|err| fail("writing audio", err))?;
+        let frame = pcm_frame(block, (index * FRAME_SAMPLES) as i64)
+            .map_err(|err| fail("allocating a frame", err))?;
+        muxer
+            .encoder
+            .send_frame(&frame)
+            .map_err(|err| fail("encoding", err))?;
+        muxer
+            .write_packets()
+            .map_err(|err| fail("writing audio", err))?;
     }
-    muxer.encoder.send_eof().map_err(|err| fail("finishing the encoder", err))?;
-    muxer.write_packets().map_err(|err| fail("writing audio", err))?;
-    output.write_trailer().map_err(|err| fail("writing the trailer", err))?;
+    muxer
+        .encoder
+        .send_eof()
+        .map_err(|err| fail("finishing the encoder", err))?;
+    muxer
+        .write_packets()
+        .map_err(|err| fail("writing audio", err))?;
+    output
+        .write_trailer()
+        .map_err(|err| fail("writing the trailer", err))?;
     Ok(())
 }
 
 fn open_pcm_encoder() -> Result<ffmpeg_next::encoder::Audio, ffmpeg_next::Error> {
-    let codec = ffmpeg_next::encoder::find(codec::Id::PCM_S16LE).ok_or(ffmpeg_next::Error::EncoderNotFound)?;
-    let mut encoder = codec::context::Context::new_with_codec(codec).encoder().audio()?;
+    let codec = ffmpeg_next::encoder::find(codec::Id::PCM_S16LE)
+        .ok_or(ffmpeg_next::Error::EncoderNotFound)?;
+    let mut encoder = codec::context::Context::new_with_codec(codec)
+        .encoder()
+        .audio()?;
     encoder.set_rate(SAMPLE_RATE as i32);
     encoder.set_format(Sample::I16(SampleLayout::Packed));
     encoder.set_time_base(Rational::new(1, SAMPLE_RATE as i32));

@@ -29,7 +29,10 @@ pub(crate) struct LengthLimit {
 
 impl LengthLimit {
     fn too_long(&self, seconds: f64) -> AudioError {
-        AudioError::TooLong { seconds: self.before_seconds + seconds, max: self.max_seconds }
+        AudioError::TooLong {
+            seconds: self.before_seconds + seconds,
+            max: self.max_seconds,
+        }
     }
 
     fn remaining_seconds(&self) -> f64 {
@@ -41,7 +44,10 @@ impl LengthLimit {
 /// HTTP(S) URL) to 16 kHz mono `f32` samples.
 pub fn decode_file(location: &str, opts: &AudioOptions) -> Result<Vec<f32>, AudioError> {
     let mut samples = Vec::new();
-    let limit = LengthLimit { max_seconds: opts.max_duration_seconds, before_seconds: 0.0 };
+    let limit = LengthLimit {
+        max_seconds: opts.max_duration_seconds,
+        before_seconds: 0.0,
+    };
     decode_into(location, opts, limit, &mut samples)?;
     Ok(samples)
 }
@@ -72,7 +78,9 @@ fn decode_stream(
     let stream = input
         .streams()
         .best(Type::Audio)
-        .ok_or_else(|| AudioError::NoAudioStream { location: location.to_string() })?;
+        .ok_or_else(|| AudioError::NoAudioStream {
+            location: location.to_string(),
+        })?;
     let stream_index = stream.index();
     let declared_seconds = container_seconds(&input);
     if let Some(seconds) = declared_seconds {
@@ -82,7 +90,8 @@ fn decode_stream(
     }
     let decoder = open_decoder(location, &stream)?;
     let time_base = stream.time_base();
-    let max_samples = ((limit.remaining_seconds() + LENGTH_SLACK_SECONDS) * f64::from(SAMPLE_RATE)) as usize;
+    let max_samples =
+        ((limit.remaining_seconds() + LENGTH_SLACK_SECONDS) * f64::from(SAMPLE_RATE)) as usize;
     let mut state = StreamDecoder::new(location, decoder, time_base, out, max_samples, limit);
 
     let mut packet = Packet::empty();
@@ -105,26 +114,38 @@ fn decode_stream(
 /// The container's stated duration, when it states one.
 fn container_seconds(input: &Input) -> Option<f64> {
     let duration = input.duration();
-    (duration != ffi::AV_NOPTS_VALUE && duration > 0).then(|| duration as f64 / f64::from(ffi::AV_TIME_BASE))
+    (duration != ffi::AV_NOPTS_VALUE && duration > 0)
+        .then(|| duration as f64 / f64::from(ffi::AV_TIME_BASE))
 }
 
-fn open_decoder(location: &str, stream: &ffmpeg_next::format::stream::Stream) -> Result<ffmpeg_next::decoder::Audio, AudioError> {
+fn open_decoder(
+    location: &str,
+    stream: &ffmpeg_next::format::stream::Stream,
+) -> Result<ffmpeg_next::decoder::Audio, AudioError> {
     let parameters = stream.parameters();
     let codec_name = parameters.id().name().to_string();
-    let unsupported = || AudioError::Unsupported { location: location.to_string(), codec: codec_name.clone() };
+    let unsupported = || AudioError::Unsupported {
+        location: location.to_string(),
+        codec: codec_name.clone(),
+    };
     if ffmpeg_next::decoder::find(parameters.id()).is_none() {
         return Err(unsupported());
     }
-    let mut context = codec::context::Context::from_parameters(parameters).map_err(|err| AudioError::Corrupt {
-        location: location.to_string(),
-        reason: format!("unreadable codec parameters: {err}"),
+    let mut context = codec::context::Context::from_parameters(parameters).map_err(|err| {
+        AudioError::Corrupt {
+            location: location.to_string(),
+            reason: format!("unreadable codec parameters: {err}"),
+        }
     })?;
     // Decoders use the packet time base to apply the container's trimming of codec padding.
     // SAFETY: setting a plain field on a context that is not open yet.
     unsafe { (*context.as_mut_ptr()).pkt_timebase = stream.time_base().into() };
     context.decoder().audio().map_err(|err| match err {
         FfError::DecoderNotFound => unsupported(),
-        other => AudioError::Corrupt { location: location.to_string(), reason: format!("the {codec_name} decoder rejected the stream: {other}") },
+        other => AudioError::Corrupt {
+            location: location.to_string(),
+            reason: format!("the {codec_name} decoder rejected the stream: {other}"),
+        },
     })
 }
 
@@ -141,7 +162,11 @@ fn check_io_error(location: &str, source: &Source, input: &Input) -> Result<(), 
         }
     };
     if io_error < 0 && io_error != ffi::AVERROR_EOF {
-        return Err(stream_error(location.to_string(), source, FfError::from(io_error)));
+        return Err(stream_error(
+            location.to_string(),
+            source,
+            FfError::from(io_error),
+        ));
     }
     Ok(())
 }
@@ -222,9 +247,14 @@ impl<'a> StreamDecoder<'a> {
     fn fill_gap(&mut self, packet: &Packet) -> Result<(), AudioError> {
         let seconds = seconds_of(packet.duration().max(0), self.time_base);
         match self.resampler.as_mut() {
-            Some(resampler) => resampler.inject_silence(seconds).map_err(|reason| corrupt(self.location, reason))?,
+            Some(resampler) => resampler
+                .inject_silence(seconds)
+                .map_err(|reason| corrupt(self.location, reason))?,
             // Nothing is buffered yet, so the silence can go straight into the output.
-            None => self.out.resize(self.out.len() + (seconds * f64::from(SAMPLE_RATE)).round() as usize, 0.0),
+            None => self.out.resize(
+                self.out.len() + (seconds * f64::from(SAMPLE_RATE)).round() as usize,
+                0.0,
+            ),
         }
         self.check_length()
     }
@@ -235,12 +265,19 @@ impl<'a> StreamDecoder<'a> {
         let _ = self.decoder.send_eof();
         self.receive_frames()?;
         if let Some(resampler) = self.resampler.as_mut() {
-            resampler.drain(self.out).map_err(|reason| corrupt(self.location, reason))?;
+            resampler
+                .drain(self.out)
+                .map_err(|reason| corrupt(self.location, reason))?;
         }
         let decoded = self.out.len() - self.start;
         let first_error = self.first_error.take().unwrap_or_default();
-        if self.bad_packets > 0 && (decoded == 0 || self.bad_packets > (self.packets / MAX_BAD_PACKET_SHARE).max(1)) {
-            let reason = format!("{} of {} packets failed to decode, first: {first_error}", self.bad_packets, self.packets);
+        if self.bad_packets > 0
+            && (decoded == 0 || self.bad_packets > (self.packets / MAX_BAD_PACKET_SHARE).max(1))
+        {
+            let reason = format!(
+                "{} of {} packets failed to decode, first: {first_error}",
+                self.bad_packets, self.packets
+            );
             return Err(corrupt(self.location, reason));
         }
         if self.bad_packets > 0 {
@@ -252,10 +289,16 @@ impl<'a> StreamDecoder<'a> {
             );
         }
         if self.comfort_noise_packets > 0 {
-            log::debug!("{}: {} AMR comfort-noise frames stood in for by silence", self.location, self.comfort_noise_packets);
+            log::debug!(
+                "{}: {} AMR comfort-noise frames stood in for by silence",
+                self.location,
+                self.comfort_noise_packets
+            );
         }
         if decoded == 0 {
-            return Err(AudioError::Empty { location: self.location.to_string() });
+            return Err(AudioError::Empty {
+                location: self.location.to_string(),
+            });
         }
         self.check_length()?;
         Ok(decoded)
@@ -283,15 +326,22 @@ impl<'a> StreamDecoder<'a> {
         // old resampler's tail and start a new one.
         if let Some(resampler) = self.resampler.as_mut() {
             if !resampler.accepts(&self.frame) {
-                resampler.drain(self.out).map_err(|reason| corrupt(self.location, reason))?;
+                resampler
+                    .drain(self.out)
+                    .map_err(|reason| corrupt(self.location, reason))?;
                 self.resampler = None;
             }
         }
         let resampler = match self.resampler.as_mut() {
             Some(resampler) => resampler,
-            None => self.resampler.insert(MonoResampler::for_frame(&self.frame).map_err(|reason| corrupt(self.location, reason))?),
+            None => self.resampler.insert(
+                MonoResampler::for_frame(&self.frame)
+                    .map_err(|reason| corrupt(self.location, reason))?,
+            ),
         };
-        resampler.push(&self.frame, self.out).map_err(|reason| corrupt(self.location, reason))?;
+        resampler
+            .push(&self.frame, self.out)
+            .map_err(|reason| corrupt(self.location, reason))?;
         self.check_length()
     }
 
@@ -326,7 +376,10 @@ fn is_comfort_noise(codec: codec::Id, packet: &Packet) -> bool {
 }
 
 fn corrupt(location: &str, reason: String) -> AudioError {
-    AudioError::Corrupt { location: location.to_string(), reason }
+    AudioError::Corrupt {
+        location: location.to_string(),
+        reason,
+    }
 }
 
 /// The duration of the audio at `location` in seconds: the container's own figure, else the
@@ -337,7 +390,9 @@ pub fn probe_duration(location: &str, opts: &AudioOptions) -> Result<f64, AudioE
     let stream = input
         .streams()
         .best(Type::Audio)
-        .ok_or_else(|| AudioError::NoAudioStream { location: location.to_string() })?;
+        .ok_or_else(|| AudioError::NoAudioStream {
+            location: location.to_string(),
+        })?;
     if let Some(seconds) = container_seconds(&input) {
         return Ok(seconds);
     }
@@ -366,8 +421,12 @@ pub fn probe_duration(location: &str, opts: &AudioOptions) -> Result<f64, AudioE
     check_io_error(location, &source, &input)?;
     // Negative timestamps are codec priming (Opus pre-skip) that decoding drops.
     match (first_pts, end_pts) {
-        (Some(first), Some(end)) if end > first.max(0) => Ok(seconds_of(end - first.max(0), time_base)),
-        _ => Err(AudioError::Empty { location: location.to_string() }),
+        (Some(first), Some(end)) if end > first.max(0) => {
+            Ok(seconds_of(end - first.max(0), time_base))
+        }
+        _ => Err(AudioError::Empty {
+            location: location.to_string(),
+        }),
     }
 }
 

@@ -137,8 +137,13 @@ mod tests {
 
     #[test]
     fn network_trouble_is_transient_and_bad_audio_permanent() {
-        let timeout = AudioError::Timeout { location: "http://x/a.m4a".into() };
-        let corrupt = AudioError::Corrupt { location: "a.m4a".into(), reason: "moov atom not found".into() };
+        let timeout = AudioError::Timeout {
+            location: "http://x/a.m4a".into(),
+        };
+        let corrupt = AudioError::Corrupt {
+            location: "a.m4a".into(),
+            reason: "moov atom not found".into(),
+        };
         assert_eq!(timeout.kind(), ErrorKind::Transient);
         assert_eq!(corrupt.kind(), ErrorKind::Permanent);
         let job: crate::error::JobError = corrupt.into();

@@ -58,7 +58,10 @@ impl MonoResampler {
             );
             ffi::av_channel_layout_uninit(&mut in_layout);
             if status < 0 || context.is_null() {
-                return Err(format!("cannot set up the resampler: {}", ffmpeg_next::Error::from(status)));
+                return Err(format!(
+                    "cannot set up the resampler: {}",
+                    ffmpeg_next::Error::from(status)
+                ));
             }
             // Owned from here on, so every early return below frees the context.
             let resampler = MonoResampler { context, shape };
@@ -67,11 +70,17 @@ impl MonoResampler {
             let option = CString::new("rematrix_maxval").map_err(|err| err.to_string())?;
             let status = ffi::av_opt_set_double(resampler.context.cast(), option.as_ptr(), 1.0, 0);
             if status < 0 {
-                return Err(format!("cannot limit the downmix gain: {}", ffmpeg_next::Error::from(status)));
+                return Err(format!(
+                    "cannot limit the downmix gain: {}",
+                    ffmpeg_next::Error::from(status)
+                ));
             }
             let status = ffi::swr_init(resampler.context);
             if status < 0 {
-                return Err(format!("cannot start the resampler: {}", ffmpeg_next::Error::from(status)));
+                return Err(format!(
+                    "cannot start the resampler: {}",
+                    ffmpeg_next::Error::from(status)
+                ));
             }
             Ok(resampler)
         }
@@ -103,7 +112,10 @@ impl MonoResampler {
         // SAFETY: the context is initialised; swresample buffers the silence internally.
         let status = unsafe { ffi::swr_inject_silence(self.context, count) };
         if status < 0 {
-            return Err(format!("resampler failed: {}", ffmpeg_next::Error::from(status)));
+            return Err(format!(
+                "resampler failed: {}",
+                ffmpeg_next::Error::from(status)
+            ));
         }
         Ok(())
     }
@@ -120,10 +132,18 @@ impl MonoResampler {
         }
     }
 
-    unsafe fn convert(&mut self, input: *mut *const u8, in_count: i32, out: &mut Vec<f32>) -> Result<(), String> {
+    unsafe fn convert(
+        &mut self,
+        input: *mut *const u8,
+        in_count: i32,
+        out: &mut Vec<f32>,
+    ) -> Result<(), String> {
         let capacity = ffi::swr_get_out_samples(self.context, in_count);
         if capacity < 0 {
-            return Err(format!("resampler failed: {}", ffmpeg_next::Error::from(capacity)));
+            return Err(format!(
+                "resampler failed: {}",
+                ffmpeg_next::Error::from(capacity)
+            ));
         }
         if capacity == 0 && in_count == 0 {
             return Ok(());
@@ -133,7 +153,10 @@ impl MonoResampler {
         let mut target = out.as_mut_ptr().add(out.len()).cast::<u8>();
         let written = ffi::swr_convert(self.context, &mut target, capacity, input, in_count);
         if written < 0 {
-            return Err(format!("resampler failed: {}", ffmpeg_next::Error::from(written)));
+            return Err(format!(
+                "resampler failed: {}",
+                ffmpeg_next::Error::from(written)
+            ));
         }
         out.set_len(out.len() + written as usize);
         Ok(())

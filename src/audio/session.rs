@@ -30,25 +30,38 @@ impl SessionAudio {
 /// is skipped with a warning and listed in `skipped`. Network trouble is not skipped: it fails
 /// the session with a transient error so the job is retried with every chunk. Audio longer than
 /// `max_duration_seconds` in total fails the session. No chunks, or none decodable, is an error.
-pub fn decode_session(chunks: &[ChunkRef], opts: &AudioOptions) -> Result<SessionAudio, AudioError> {
+pub fn decode_session(
+    chunks: &[ChunkRef],
+    opts: &AudioOptions,
+) -> Result<SessionAudio, AudioError> {
     let mut ordered: Vec<&ChunkRef> = chunks.iter().collect();
     ordered.sort_by_key(|chunk| chunk.chunk_number);
 
     let mut audio = SessionAudio::default();
     for chunk in ordered {
         let start_seconds = audio.duration_seconds();
-        let limit = LengthLimit { max_seconds: opts.max_duration_seconds, before_seconds: start_seconds };
+        let limit = LengthLimit {
+            max_seconds: opts.max_duration_seconds,
+            before_seconds: start_seconds,
+        };
         match decode_into(&chunk.storage_path, opts, limit, &mut audio.samples) {
-            Ok(_) => audio.chunk_offsets.push((chunk.chunk_number, start_seconds)),
+            Ok(_) => audio
+                .chunk_offsets
+                .push((chunk.chunk_number, start_seconds)),
             Err(err) if must_fail_session(&err) => return Err(err),
             Err(err) => {
-                log::warn!("Skipping chunk {} of the session: {err}", chunk.chunk_number);
+                log::warn!(
+                    "Skipping chunk {} of the session: {err}",
+                    chunk.chunk_number
+                );
                 audio.skipped.push((chunk.chunk_number, err.to_string()));
             }
         }
     }
     if audio.chunk_offsets.is_empty() {
-        return Err(AudioError::NoDecodableChunks { chunks: chunks.len() });
+        return Err(AudioError::NoDecodableChunks {
+            chunks: chunks.len(),
+        });
     }
     Ok(audio)
 }

@@ -37,7 +37,10 @@ impl Source {
 }
 
 /// Opens `location` for demuxing, with its streams probed.
-pub(crate) fn open_input(location: &str, opts: &AudioOptions) -> Result<(Source, Input), AudioError> {
+pub(crate) fn open_input(
+    location: &str,
+    opts: &AudioOptions,
+) -> Result<(Source, Input), AudioError> {
     ensure_ffmpeg();
     let source = Source::resolve(location, opts);
     let (url, options) = match &source {
@@ -60,10 +63,13 @@ fn check_local_file(location: &str, path: &std::path::Path) -> Result<(), AudioE
             location: location.to_string(),
             reason: format!("{} is not a regular file", path.display()),
         }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            Err(AudioError::NotFound { location: location.to_string() })
-        }
-        Err(err) => Err(AudioError::Unreadable { location: location.to_string(), reason: err.to_string() }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Err(AudioError::NotFound {
+            location: location.to_string(),
+        }),
+        Err(err) => Err(AudioError::Unreadable {
+            location: location.to_string(),
+            reason: err.to_string(),
+        }),
     }
 }
 
@@ -102,13 +108,20 @@ fn open_error(location: &str, source: &Source, err: FfError) -> AudioError {
     match err {
         FfError::Other { errno } if errno == libc::ENOENT => AudioError::NotFound { location },
         FfError::Other { errno } if errno == libc::EACCES || errno == libc::EPERM => {
-            AudioError::Unreadable { location, reason: err.to_string() }
+            AudioError::Unreadable {
+                location,
+                reason: err.to_string(),
+            }
         }
         FfError::StreamNotFound => AudioError::NoAudioStream { location },
-        FfError::DecoderNotFound => AudioError::Unsupported { location, codec: "unknown".into() },
-        FfError::DemuxerNotFound => {
-            AudioError::Corrupt { location, reason: "not a recognised audio container".into() }
-        }
+        FfError::DecoderNotFound => AudioError::Unsupported {
+            location,
+            codec: "unknown".into(),
+        },
+        FfError::DemuxerNotFound => AudioError::Corrupt {
+            location,
+            reason: "not a recognised audio container".into(),
+        },
         _ => stream_error(location, source, err),
     }
 }
@@ -118,19 +131,30 @@ fn open_error(location: &str, source: &Source, err: FfError) -> AudioError {
 pub(crate) fn stream_error(location: String, source: &Source, err: FfError) -> AudioError {
     match err {
         FfError::HttpNotFound => AudioError::NotFound { location },
-        FfError::HttpUnauthorized | FfError::HttpForbidden => {
-            AudioError::Refused { location, reason: err.to_string() }
-        }
-        FfError::HttpBadRequest | FfError::HttpOther4xx => {
-            AudioError::Refused { location, reason: err.to_string() }
-        }
-        FfError::HttpServerError => AudioError::Network { location, reason: err.to_string() },
+        FfError::HttpUnauthorized | FfError::HttpForbidden => AudioError::Refused {
+            location,
+            reason: err.to_string(),
+        },
+        FfError::HttpBadRequest | FfError::HttpOther4xx => AudioError::Refused {
+            location,
+            reason: err.to_string(),
+        },
+        FfError::HttpServerError => AudioError::Network {
+            location,
+            reason: err.to_string(),
+        },
         FfError::Other { errno } if errno == libc::ETIMEDOUT => AudioError::Timeout { location },
         FfError::Other { errno } if source.is_remote() && is_network_errno(errno) => {
-            AudioError::Network { location, reason: err.to_string() }
+            AudioError::Network {
+                location,
+                reason: err.to_string(),
+            }
         }
         FfError::Exit => AudioError::Timeout { location },
-        _ => AudioError::Corrupt { location, reason: err.to_string() },
+        _ => AudioError::Corrupt {
+            location,
+            reason: err.to_string(),
+        },
     }
 }
 
@@ -157,24 +181,49 @@ mod tests {
 
     #[test]
     fn locations_resolve_under_the_storage_root_unless_absolute_or_remote() {
-        let opts = AudioOptions { storage_root: PathBuf::from("/srv/storage"), ..AudioOptions::default() };
+        let opts = AudioOptions {
+            storage_root: PathBuf::from("/srv/storage"),
+            ..AudioOptions::default()
+        };
         assert_eq!(
             Source::resolve("sessions/a/chunks/chunk_0000.m4a", &opts),
-            Source::Local(PathBuf::from("/srv/storage/sessions/a/chunks/chunk_0000.m4a"))
+            Source::Local(PathBuf::from(
+                "/srv/storage/sessions/a/chunks/chunk_0000.m4a"
+            ))
         );
-        assert_eq!(Source::resolve("/tmp/x.wav", &opts), Source::Local(PathBuf::from("/tmp/x.wav")));
-        assert_eq!(Source::resolve("file:///tmp/x.wav", &opts), Source::Local(PathBuf::from("/tmp/x.wav")));
+        assert_eq!(
+            Source::resolve("/tmp/x.wav", &opts),
+            Source::Local(PathBuf::from("/tmp/x.wav"))
+        );
+        assert_eq!(
+            Source::resolve("file:///tmp/x.wav", &opts),
+            Source::Local(PathBuf::from("/tmp/x.wav"))
+        );
         assert!(Source::resolve("HTTPS://host/x.m4a", &opts).is_remote());
     }
 
     #[test]
     fn server_errors_are_transient_and_missing_objects_permanent() {
         let remote = Source::Remote("http://h/x".into());
-        assert!(matches!(stream_error("x".into(), &remote, FfError::HttpServerError), AudioError::Network { .. }));
-        assert!(matches!(stream_error("x".into(), &remote, FfError::HttpNotFound), AudioError::NotFound { .. }));
-        let refused = FfError::Other { errno: libc::ECONNREFUSED };
-        assert!(matches!(stream_error("x".into(), &remote, refused), AudioError::Network { .. }));
+        assert!(matches!(
+            stream_error("x".into(), &remote, FfError::HttpServerError),
+            AudioError::Network { .. }
+        ));
+        assert!(matches!(
+            stream_error("x".into(), &remote, FfError::HttpNotFound),
+            AudioError::NotFound { .. }
+        ));
+        let refused = FfError::Other {
+            errno: libc::ECONNREFUSED,
+        };
+        assert!(matches!(
+            stream_error("x".into(), &remote, refused),
+            AudioError::Network { .. }
+        ));
         let local = Source::Local(PathBuf::from("/x"));
-        assert!(matches!(stream_error("x".into(), &local, FfError::InvalidData), AudioError::Corrupt { .. }));
+        assert!(matches!(
+            stream_error("x".into(), &local, FfError::InvalidData),
+            AudioError::Corrupt { .. }
+        ));
     }
 }

@@ -9,7 +9,9 @@ pub const RATE: f64 = 16_000.0;
 
 /// Runs a tool and panics with its stderr when it fails.
 pub fn run(command: &mut Command) -> Vec<u8> {
-    let output = command.output().unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}",
@@ -21,17 +23,34 @@ pub fn run(command: &mut Command) -> Vec<u8> {
 /// Speech from espeak-ng (22.05 kHz mono WAV).
 pub fn speech(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
-    run(Command::new("espeak-ng").args(["-v", "en", "-w"]).arg(&path).arg(text));
+    run(Command::new("espeak-ng")
+        .args(["-v", "en", "-w"])
+        .arg(&path)
+        .arg(text));
     path
 }
 
 /// A sine tone from sox at `rate` Hz, mono, with peak amplitude `amplitude`.
-pub fn tone(dir: &Path, name: &str, frequency: f64, seconds: f64, rate: u32, amplitude: f64) -> PathBuf {
+pub fn tone(
+    dir: &Path,
+    name: &str,
+    frequency: f64,
+    seconds: f64,
+    rate: u32,
+    amplitude: f64,
+) -> PathBuf {
     let path = dir.join(name);
     run(Command::new("sox")
         .args(["-n", "-r", &rate.to_string(), "-c", "1", "-b", "16"])
         .arg(&path)
-        .args(["synth", &seconds.to_string(), "sine", &frequency.to_string(), "vol", &amplitude.to_string()]));
+        .args([
+            "synth",
+            &seconds.to_string(),
+            "sine",
+            &frequency.to_string(),
+            "vol",
+            &amplitude.to_string(),
+        ]));
     path
 }
 
@@ -54,7 +73,10 @@ pub fn concat(dest: &Path, parts: &[PathBuf]) -> PathBuf {
 /// Duration of a WAV file in seconds, as sox reads its header.
 pub fn wav_seconds(path: &Path) -> f64 {
     let out = run(Command::new("soxi").arg("-D").arg(path));
-    String::from_utf8_lossy(&out).trim().parse().expect("soxi prints a number")
+    String::from_utf8_lossy(&out)
+        .trim()
+        .parse()
+        .expect("soxi prints a number")
 }
 
 /// Converts `src` with the ffmpeg CLI: `ffmpeg -i src ARGS dest`.
@@ -80,18 +102,36 @@ pub fn has_encoder(name: &str) -> bool {
 /// and the ffmpeg CLI only remuxes it into 3GP.
 pub fn amr_3gp(src: &Path, dir: &Path, name: &str) -> PathBuf {
     let narrowband = dir.join(format!("{name}.8k.wav"));
-    run(Command::new("sox").arg(src).args(["-r", "8000", "-c", "1"]).arg(&narrowband));
+    run(Command::new("sox")
+        .arg(src)
+        .args(["-r", "8000", "-c", "1"])
+        .arg(&narrowband));
     let amr = dir.join(format!("{name}.amr"));
-    run(Command::new("sox").arg(&narrowband).args(["-t", "amr-nb"]).arg(&amr));
+    run(Command::new("sox")
+        .arg(&narrowband)
+        .args(["-t", "amr-nb"])
+        .arg(&amr));
     ffmpeg(&amr, &dir.join(format!("{name}.3gp")), &["-c:a", "copy"])
 }
 
 /// An independent 16 kHz mono reference of `src`, resampled by sox rather than FFmpeg.
 pub fn sox_reference(src: &Path) -> Vec<f32> {
-    let raw = run(Command::new("sox")
-        .arg(src)
-        .args(["-r", "16000", "-c", "1", "-e", "floating-point", "-b", "32", "-t", "raw", "-"]));
-    raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    let raw = run(Command::new("sox").arg(src).args([
+        "-r",
+        "16000",
+        "-c",
+        "1",
+        "-e",
+        "floating-point",
+        "-b",
+        "32",
+        "-t",
+        "raw",
+        "-",
+    ]));
+    raw.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 pub fn seconds(samples: &[f32]) -> f64 {
@@ -109,7 +149,12 @@ pub fn rms(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
-    (samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / samples.len() as f64).sqrt()
+    (samples
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .sqrt()
 }
 
 /// RMS energy per 20 ms frame.
@@ -122,7 +167,11 @@ fn pearson(a: &[f64], b: &[f64]) -> f64 {
     let (a, b) = (&a[..n], &b[..n]);
     let mean_a = a.iter().sum::<f64>() / n as f64;
     let mean_b = b.iter().sum::<f64>() / n as f64;
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - mean_a) * (y - mean_b)).sum();
+    let cov: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - mean_a) * (y - mean_b))
+        .sum();
     let var_a: f64 = a.iter().map(|x| (x - mean_a).powi(2)).sum();
     let var_b: f64 = b.iter().map(|y| (y - mean_b).powi(2)).sum();
     cov / (var_a.sqrt() * var_b.sqrt())
@@ -164,6 +213,9 @@ pub fn dominant_frequency(samples: &[f32]) -> f64 {
     (10..=800)
         .map(|step| f64::from(step) * 5.0)
         .map(|f| (f, tone_power(samples, f)))
-        .fold((0.0, f64::MIN), |best, next| if next.1 > best.1 { next } else { best })
+        .fold(
+            (0.0, f64::MIN),
+            |best, next| if next.1 > best.1 { next } else { best },
+        )
         .0
 }
