@@ -197,6 +197,8 @@ enum Reply {
     Status(u16, &'static str),
     /// Reads the request and never answers.
     Silent,
+    /// Promises the whole file, sends its first half and hangs up.
+    Truncated(Arc<Vec<u8>>),
 }
 
 /// A one-file HTTP/1.1 server on 127.0.0.1 that records every request head it receives.
@@ -256,6 +258,12 @@ fn answer(mut stream: TcpStream, reply: &Reply, seen: &Mutex<Vec<String>>) {
             )
         }
         Reply::File(bytes) => send_file(&mut stream, &head, bytes),
+        Reply::Truncated(bytes) => write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            bytes.len()
+        )
+        .and_then(|()| stream.write_all(&bytes[..bytes.len() / 2])),
     };
 }
 
@@ -288,7 +296,24 @@ fn send_file(stream: &mut TcpStream, head: &str, bytes: &[u8]) -> std::io::Resul
 fn a_chunk_is_fetched_over_http_with_the_configured_headers() {
     let dir = TempDir::new().expect("temp dir");
     let wav = speech(dir.path(), "speech.wav", "Eh, you coming for makan or not?");
-    let m4a = ffmpeg(&wav, &dir.path().join("speech.m4a"), &["-c:a", "aac"]);
+    // Long and dense enough (about 1 MB) that FFmpeg must seek to the index at the end of the
+    // file with a Range request rather than finding it in what it has already read.
+    let m4a = ffmpeg(
+        &wav,
+        &dir.path().join("speech.m4a"),
+        &[
+            "-af",
+            "aloop=loop=9:size=1000000",
+            "-ac",
+            "2",
+            "-ar",
+            "48000",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "320k",
+        ],
+    );
     let server = TestServer::start(Reply::File(Arc::new(std::fs::read(&m4a).expect("read"))));
     let opts = AudioOptions {
         http_headers: vec![
@@ -383,6 +408,19 @@ fn network_trouble_fails_the_session_instead_of_skipping_the_chunk() {
         storage_path: server.url("chunk_0001.m4a"),
     };
     let err = decode_session(&[chunk0, chunk1], &storage.opts()).expect_err("transient");
+    assert!(matches!(err, AudioError::Network { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+}
+
+#[test]
+fn a_download_cut_off_mid_file_is_a_transient_network_error() {
+    let dir = TempDir::new().expect("temp dir");
+    let wav = tone(dir.path(), "tone.wav", 440.0, 3.0, 44_100, 0.5);
+    let server = TestServer::start(Reply::Truncated(Arc::new(
+        std::fs::read(&wav).expect("read"),
+    )));
+    // The server promised more bytes than it sent: the audio may be fine, the transfer was not.
+    let err = decode_file(&server.url("chunk.wav"), &AudioOptions::default()).expect_err("cut off");
     assert!(matches!(err, AudioError::Network { .. }), "{err:?}");
     assert_eq!(err.kind(), ErrorKind::Transient);
 }

@@ -89,6 +89,8 @@ fn remote_options(opts: &AudioOptions) -> Dictionary<'static> {
     // rw_timeout bounds every read and write; tcp's `timeout` also bounds the connect.
     options.set("rw_timeout", &timeout_micros);
     options.set("timeout", &timeout_micros);
+    // FFmpeg does not check HTTPS certificates unless asked to.
+    options.set("tls_verify", "1");
     let headers: String = opts
         .http_headers
         .iter()
