@@ -235,7 +235,8 @@ impl RedisQueue {
         let workers: Vec<String> =
             self.run("SMEMBERS", |c, _| redis::cmd("SMEMBERS").arg(&workers_key).query(c))?;
         let mut requeued = 0;
-        for worker in workers.iter().filter(|w| **w != self.keys.worker_id) {
+        let me = self.keys.worker_id.clone();
+        for worker in workers.iter().filter(|w| **w != me) {
             let keys = (
                 self.keys.heartbeat_of(worker),
                 self.keys.inflight_of(worker),

@@ -2,6 +2,7 @@
 //! made at test time.
 #![allow(dead_code)]
 
+pub mod audio;
 pub mod daemon;
 pub mod postgres;
 pub mod redis_server;
