@@ -49,6 +49,9 @@ pub fn test_config_with_prefix(dir: &std::path::Path, worker: &str, prefix: &str
         "--retry-base-delay=0.2".to_string(),
         "--drain-timeout=10".to_string(),
     ];
+    // A flag given by the test replaces the default one.
+    let flag_name = |arg: &str| arg.split('=').next().unwrap_or(arg).to_string();
+    args.retain(|arg| !extra.iter().any(|e| flag_name(e) == flag_name(arg)));
     args.extend(extra.iter().map(|s| s.to_string()));
     Flags::parse_from(args).config
 }
