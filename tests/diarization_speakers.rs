@@ -5,7 +5,7 @@ mod support;
 
 use lahstats_worker::inference::diarize::der::diarization_error;
 use lahstats_worker::inference::diarize::{to_rttm, Diarization, DiarizeOptions, Diarizer, SpeakerTurn};
-use support::speech::{conversation, models_dir, round_robin, Conversation, SENTENCES};
+use support::speech::{conversation, models_dir, round_robin, Conversation, SENTENCES, VOICES};
 use tch::Device;
 
 fn diarize(talk: &Conversation, opts: &DiarizeOptions) -> Diarization {
@@ -76,11 +76,26 @@ fn three_voices_are_three_speakers() {
 
 #[test]
 fn one_voice_is_one_speaker() {
-    let parts: Vec<(usize, &str, f64)> = SENTENCES[..8].iter().map(|s| (1, *s, 0.8)).collect();
-    let talk = conversation(0.5, &parts, 0.002);
-    let result = diarize(&talk, &DiarizeOptions::default());
-    assert_eq!(result.num_speakers, 1, "{:?}", result.turns);
-    assert!(result.turns.iter().all(|t| t.speaker == 0));
+    for voice in 0..VOICES.len() {
+        let parts: Vec<(usize, &str, f64)> =
+            SENTENCES[voice * 3..voice * 3 + 6].iter().map(|s| (voice, *s, 0.8)).collect();
+        let talk = conversation(0.5, &parts, 0.002);
+        let result = diarize(&talk, &DiarizeOptions::default());
+        assert_eq!(result.num_speakers, 1, "voice {voice}: {:?}", result.turns);
+        assert!(result.turns.iter().all(|t| t.speaker == 0));
+    }
+}
+
+#[test]
+fn every_pair_of_voices_is_two_speakers() {
+    for (a, b) in [(0, 2), (0, 3), (1, 2), (2, 3)] {
+        let parts: Vec<(usize, &str, f64)> =
+            (0..8).map(|i| (if i % 2 == 0 { a } else { b }, SENTENCES[(i + 3 * a) % 16], 0.7)).collect();
+        let talk = conversation(0.3, &parts, 0.002);
+        let result = diarize(&talk, &DiarizeOptions::default());
+        assert_eq!(result.num_speakers, 2, "voices {a} and {b}: {:?}", result.turns);
+        assert!(der_of(&talk, &result) < 0.15);
+    }
 }
 
 #[test]
