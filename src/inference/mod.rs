@@ -23,6 +23,12 @@ pub enum InferenceError {
     OutOfMemory(String),
     #[error("Inference failed: {0}")]
     Torch(#[from] tch::TchError),
+    #[error("Device setting {setting:?} is not usable: {reason}")]
+    Device { setting: String, reason: String },
+    #[error("Inference input is not usable: {0}")]
+    InvalidInput(String),
+    #[error("Clustering the speaker embeddings failed: {0}")]
+    Clustering(String),
 }
 
 impl crate::error::Classify for InferenceError {
@@ -32,12 +38,14 @@ impl crate::error::Classify for InferenceError {
             InferenceError::OutOfMemory(_) => crate::error::ErrorKind::Transient,
             // A missing or broken model is the operator's to fix; retrying the job can't help,
             // but the job is not the job's fault either: treat it as transient so it waits.
-            InferenceError::ModelMissing { .. } | InferenceError::ModelLoad { .. } => {
-                crate::error::ErrorKind::Transient
-            }
-            InferenceError::ModelInvalid { .. } | InferenceError::Torch(_) => {
-                crate::error::ErrorKind::Permanent
-            }
+            // A device setting that names no usable device is the operator's to fix, like a model.
+            InferenceError::ModelMissing { .. }
+            | InferenceError::ModelLoad { .. }
+            | InferenceError::Device { .. } => crate::error::ErrorKind::Transient,
+            InferenceError::ModelInvalid { .. }
+            | InferenceError::Torch(_)
+            | InferenceError::InvalidInput(_)
+            | InferenceError::Clustering(_) => crate::error::ErrorKind::Permanent,
         }
     }
 }
