@@ -20,6 +20,8 @@ pub enum InferenceError {
     ModelInvalid { path: std::path::PathBuf, reason: String },
     #[error("The device ran out of memory: {0}")]
     OutOfMemory(String),
+    #[error("Audio window {index} is {seconds:.1} s long; Whisper takes at most 30 s at a time")]
+    WindowTooLong { index: usize, seconds: f64 },
     #[error("Inference failed: {0}")]
     Torch(#[from] tch::TchError),
 }
@@ -34,7 +36,9 @@ impl crate::error::Classify for InferenceError {
             InferenceError::ModelMissing { .. } | InferenceError::ModelLoad { .. } => {
                 crate::error::ErrorKind::Transient
             }
-            InferenceError::ModelInvalid { .. } | InferenceError::Torch(_) => {
+            InferenceError::ModelInvalid { .. }
+            | InferenceError::WindowTooLong { .. }
+            | InferenceError::Torch(_) => {
                 crate::error::ErrorKind::Permanent
             }
         }
