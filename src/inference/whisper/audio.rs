@@ -10,18 +10,11 @@ use tch::{Device, Kind, TchError, Tensor};
 /// normalised by its own maximum as the reference normalises each call.
 pub fn log_mel_spectrogram(audio: &Tensor, filters: &Tensor) -> Result<Tensor, TchError> {
     let window = Tensor::f_hann_window(N_FFT as i64, (Kind::Float, audio.device()))?;
-    let stft = audio.f_stft_center(
-        N_FFT as i64,
-        HOP_LENGTH as i64,
-        None::<i64>,
-        Some(&window),
-        true,
-        "reflect",
-        false,
-        true,
-        true,
-        false,
-    )?;
+    // `torch.stft(center=True)`: reflect n_fft / 2 samples at both ends, then frame.
+    let half = (N_FFT / 2) as i64;
+    let audio = audio.f_unsqueeze(1)?.f_reflection_pad1d([half, half])?.f_squeeze_dim(1)?;
+    let stft =
+        audio.f_stft(N_FFT as i64, HOP_LENGTH as i64, None::<i64>, Some(&window), false, true, true, false)?;
     let frames = stft.size().last().copied().unwrap_or(0);
     // The reference drops the last frame: `stft[..., :-1]`.
     let magnitudes = stft.f_narrow(-1, 0, frames - 1)?.f_abs()?.f_square()?;

@@ -357,6 +357,7 @@ mod tests {
         // end the transcript; text is not allowed.
         let mut logits = vec![0f32; VOCAB];
         logits[TEXT as usize] = 10.0;
+        logits[50256] = 20.0; // likelier than all timestamps together, so it survives the last rule
         apply_timestamp_rules(&mut logits, &[T, TEXT, T + 50], &special(), Some(50));
         let allowed = allowed(&logits);
         assert!(!allowed.contains(&(TEXT as usize)));
@@ -402,6 +403,7 @@ mod tests {
         filters.apply(&mut first, &[50257]);
         assert!(first[220] == f32::NEG_INFINITY && first[50256] == f32::NEG_INFINITY);
         let mut later = vec![0f32; VOCAB];
+        later[220] = 20.0;
         filters.apply(&mut later, &[50257, T, TEXT]);
         assert!(later[220].is_finite() && later[7] == f32::NEG_INFINITY);
     }
