@@ -12,9 +12,20 @@ pub fn log_mel_spectrogram(audio: &Tensor, filters: &Tensor) -> Result<Tensor, T
     let window = Tensor::f_hann_window(N_FFT as i64, (Kind::Float, audio.device()))?;
     // `torch.stft(center=True)`: reflect n_fft / 2 samples at both ends, then frame.
     let half = (N_FFT / 2) as i64;
-    let audio = audio.f_unsqueeze(1)?.f_reflection_pad1d([half, half])?.f_squeeze_dim(1)?;
-    let stft =
-        audio.f_stft(N_FFT as i64, HOP_LENGTH as i64, None::<i64>, Some(&window), false, true, true, false)?;
+    let audio = audio
+        .f_unsqueeze(1)?
+        .f_reflection_pad1d([half, half])?
+        .f_squeeze_dim(1)?;
+    let stft = audio.f_stft(
+        N_FFT as i64,
+        HOP_LENGTH as i64,
+        None::<i64>,
+        Some(&window),
+        false,
+        true,
+        true,
+        false,
+    )?;
     let frames = stft.size().last().copied().unwrap_or(0);
     // The reference drops the last frame: `stft[..., :-1]`.
     let magnitudes = stft.f_narrow(-1, 0, frames - 1)?.f_abs()?.f_square()?;
@@ -44,11 +55,15 @@ pub fn window_mels(
         .f_view([windows.len() as i64, padded_len as i64])?
         .f_to_device(device)?;
     let mel = log_mel_spectrogram(&audio, filters)?.f_narrow(2, 0, N_FRAMES as i64)?;
-    let content_frames: Vec<usize> =
-        windows.iter().map(|w| w.len().min(N_SAMPLES) / HOP_LENGTH).collect();
+    let content_frames: Vec<usize> = windows
+        .iter()
+        .map(|w| w.len().min(N_SAMPLES) / HOP_LENGTH)
+        .collect();
     let frame_index = Tensor::f_arange(N_FRAMES as i64, (Kind::Int64, device))?;
     let limits: Vec<i64> = content_frames.iter().map(|&n| n as i64).collect();
-    let limits = Tensor::f_from_slice(&limits)?.f_to_device(device)?.f_view([-1, 1, 1])?;
+    let limits = Tensor::f_from_slice(&limits)?
+        .f_to_device(device)?
+        .f_view([-1, 1, 1])?;
     let keep = frame_index.f_view([1, 1, -1])?.f_lt_tensor(&limits)?;
     let mel = mel.f_mul(&keep.f_to_kind(Kind::Float)?)?;
     Ok((mel, content_frames))
@@ -63,7 +78,9 @@ pub fn long_mel(
 ) -> Result<(Tensor, usize), TchError> {
     let mut padded = samples.to_vec();
     padded.resize(samples.len() + N_SAMPLES, 0.0);
-    let audio = Tensor::f_from_slice(&padded)?.f_to_device(device)?.f_unsqueeze(0)?;
+    let audio = Tensor::f_from_slice(&padded)?
+        .f_to_device(device)?
+        .f_unsqueeze(0)?;
     let mel = log_mel_spectrogram(&audio, filters)?.f_squeeze_dim(0)?;
     let frames = mel.size().last().copied().unwrap_or(0) as usize;
     Ok((mel, frames.saturating_sub(N_FRAMES)))
@@ -124,13 +141,22 @@ mod tests {
         assert_eq!(ours.size(), vec![1, 80, 300]);
         let ours: Vec<f32> = Vec::try_from(ours.flatten(0, -1)).expect("to vec");
         assert_eq!(ours.len(), expected.len());
-        let worst = ours.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst < 1e-4, "largest difference from the reference: {worst}");
+        let worst = ours
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-4,
+            "largest difference from the reference: {worst}"
+        );
     }
 
     #[test]
     fn windows_are_zero_after_their_content() {
-        let filters = Tensor::ones([80, 201], (Kind::Float, Device::Cpu)).f_mul_scalar(0.01).unwrap();
+        let filters = Tensor::ones([80, 201], (Kind::Float, Device::Cpu))
+            .f_mul_scalar(0.01)
+            .unwrap();
         let tone: Vec<f32> = (0..16000).map(|i| (i as f32 * 0.1).sin()).collect();
         let (mel, content) = window_mels(&[&tone, &tone[..8000]], &filters, Device::Cpu).unwrap();
         assert_eq!(mel.size(), vec![2, 80, 3000]);

@@ -93,7 +93,9 @@ impl LogitFilters {
             suppress_blank: config.suppress_blank.clone(),
             suppress_tokens,
             special: special.clone(),
-            max_initial_timestamp_index: Some((MAX_INITIAL_TIMESTAMP / TIME_PRECISION).round() as u32),
+            max_initial_timestamp_index: Some(
+                (MAX_INITIAL_TIMESTAMP / TIME_PRECISION).round() as u32
+            ),
         }
     }
 
@@ -136,7 +138,10 @@ pub fn apply_timestamp_rules(
     let timestamp_begin = special.timestamp_begin as usize;
     let is_timestamp = |t: u32| t >= special.timestamp_begin;
     // <|notimestamps|> is the without-timestamps mode, never sampled.
-    mask(logits, special.no_timestamps as usize..special.no_timestamps as usize + 1);
+    mask(
+        logits,
+        special.no_timestamps as usize..special.no_timestamps as usize + 1,
+    );
 
     // Timestamps come in pairs, except directly before <|endoftext|>.
     let last_was_timestamp = sampled.last().is_some_and(|&t| is_timestamp(t));
@@ -167,8 +172,10 @@ pub fn apply_timestamp_rules(
     // If the timestamps together are likelier than any text token, sample a timestamp.
     let logprobs = log_softmax(logits);
     let timestamp_logprob = log_sum_exp(&logprobs[timestamp_begin.min(logprobs.len())..]);
-    let max_text_token_logprob =
-        logprobs[..timestamp_begin.min(logprobs.len())].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max_text_token_logprob = logprobs[..timestamp_begin.min(logprobs.len())]
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     if timestamp_logprob > max_text_token_logprob {
         mask(logits, 0..timestamp_begin);
     }
@@ -195,7 +202,11 @@ pub fn compression_ratio(text: &str) -> f64 {
     }
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
     // Writing to a Vec cannot fail.
-    let compressed = encoder.write_all(bytes).and_then(|_| encoder.finish()).map(|c| c.len()).unwrap_or(1);
+    let compressed = encoder
+        .write_all(bytes)
+        .and_then(|_| encoder.finish())
+        .map(|c| c.len())
+        .unwrap_or(1);
     bytes.len() as f64 / compressed.max(1) as f64
 }
 
@@ -205,11 +216,23 @@ fn choose_token(logits: &[f32], temperature: f64, rng: &mut impl Rng) -> u32 {
         let best = logits
             .iter()
             .enumerate()
-            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best });
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 {
+                    (i, l)
+                } else {
+                    best
+                }
+            });
         return best.0 as u32;
     }
-    let scaled: Vec<f32> = logits.iter().map(|&l| (l as f64 / temperature) as f32).collect();
-    let probs: Vec<f64> = log_softmax(&scaled).iter().map(|&lp| (lp as f64).exp()).collect();
+    let scaled: Vec<f32> = logits
+        .iter()
+        .map(|&l| (l as f64 / temperature) as f32)
+        .collect();
+    let probs: Vec<f64> = log_softmax(&scaled)
+        .iter()
+        .map(|&lp| (lp as f64).exp())
+        .collect();
     let mut draw = rng.gen::<f64>() * probs.iter().sum::<f64>();
     for (i, p) in probs.iter().enumerate() {
         draw -= p;
@@ -257,13 +280,23 @@ pub fn decode_batch(
     let filters = LogitFilters::new(config, sample_begin);
 
     let mut cache = decoder.new_cache(audio_features)?;
-    let prompt: Vec<i64> = (0..batch).flat_map(|_| initial.iter().map(|&t| t as i64)).collect();
-    let prompt = Tensor::f_from_slice(&prompt)?.f_view([batch as i64, -1])?.f_to_device(device)?;
+    let prompt: Vec<i64> = (0..batch)
+        .flat_map(|_| initial.iter().map(|&t| t as i64))
+        .collect();
+    let prompt = Tensor::f_from_slice(&prompt)?
+        .f_view([batch as i64, -1])?
+        .f_to_device(device)?;
     let hidden = decoder.forward(&prompt, &mut cache)?;
     let no_speech_probs: Vec<f64> = match special.no_speech {
         Some(no_speech) => {
-            let probs = decoder.logits(&hidden.f_select(1, sot_index)?)?.f_softmax(-1, Kind::Float)?;
-            Vec::try_from(probs.f_select(1, no_speech as i64)?.f_to_kind(Kind::Double)?)?
+            let probs = decoder
+                .logits(&hidden.f_select(1, sot_index)?)?
+                .f_softmax(-1, Kind::Float)?;
+            Vec::try_from(
+                probs
+                    .f_select(1, no_speech as i64)?
+                    .f_to_kind(Kind::Double)?,
+            )?
         }
         None => vec![0.0; batch],
     };
@@ -284,7 +317,9 @@ pub fn decode_batch(
             .filter(|&i| sequences[active[i]].last() != Some(&special.eot))
             .map(|i| i as i64)
             .collect();
-        let full = active.first().is_some_and(|&r| sequences[r].len() >= config.n_text_ctx);
+        let full = active
+            .first()
+            .is_some_and(|&r| sequences[r].len() >= config.n_text_ctx);
         if running.is_empty() || full {
             break;
         }
@@ -292,8 +327,13 @@ pub fn decode_batch(
             cache.select_rows(&running)?;
             active = running.iter().map(|&i| active[i as usize]).collect();
         }
-        let last: Vec<i64> = active.iter().map(|&r| sequences[r].last().map_or(0, |&t| t as i64)).collect();
-        let last = Tensor::f_from_slice(&last)?.f_view([-1, 1])?.f_to_device(device)?;
+        let last: Vec<i64> = active
+            .iter()
+            .map(|&r| sequences[r].last().map_or(0, |&t| t as i64))
+            .collect();
+        let last = Tensor::f_from_slice(&last)?
+            .f_view([-1, 1])?
+            .f_to_device(device)?;
         logits = decoder.logits(&decoder.forward(&last, &mut cache)?.f_select(1, 0)?)?;
     }
 
@@ -303,7 +343,10 @@ pub fn decode_batch(
         .zip(no_speech_probs)
         .map(|((sequence, sum_logprob), no_speech_prob)| {
             let sampled = &sequence[sample_begin..];
-            let end = sampled.iter().position(|&t| t == special.eot).unwrap_or(sampled.len());
+            let end = sampled
+                .iter()
+                .position(|&t| t == special.eot)
+                .unwrap_or(sampled.len());
             let tokens = sampled[..end].to_vec();
             DecodingResult {
                 avg_logprob: sum_logprob / (tokens.len() + 1) as f64,
@@ -341,14 +384,22 @@ mod tests {
     const T: u32 = 50363;
 
     fn allowed(logits: &[f32]) -> Vec<usize> {
-        logits.iter().enumerate().filter(|(_, l)| l.is_finite()).map(|(i, _)| i).collect()
+        logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, _)| i)
+            .collect()
     }
 
     #[test]
     fn the_first_token_is_an_early_timestamp() {
         let mut logits = vec![0f32; VOCAB];
         apply_timestamp_rules(&mut logits, &[], &special(), Some(50));
-        assert_eq!(allowed(&logits), (T as usize..=T as usize + 50).collect::<Vec<_>>());
+        assert_eq!(
+            allowed(&logits),
+            (T as usize..=T as usize + 50).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -362,8 +413,14 @@ mod tests {
         let allowed = allowed(&logits);
         assert!(!allowed.contains(&(TEXT as usize)));
         assert!(allowed.contains(&50256), "end of text stays allowed");
-        assert!(allowed.contains(&(T as usize + 50)), "the same timestamp may close the pair");
-        assert!(!allowed.contains(&(T as usize + 49)), "timestamps never go back");
+        assert!(
+            allowed.contains(&(T as usize + 50)),
+            "the same timestamp may close the pair"
+        );
+        assert!(
+            !allowed.contains(&(T as usize + 49)),
+            "timestamps never go back"
+        );
         assert!(!allowed.contains(&50362));
     }
 
@@ -371,9 +428,17 @@ mod tests {
     fn a_timestamp_pair_is_followed_by_text_and_time_moves_on() {
         let mut logits = vec![0f32; VOCAB];
         logits[TEXT as usize] = 30.0;
-        apply_timestamp_rules(&mut logits, &[T, TEXT, T + 50, T + 50], &special(), Some(50));
+        apply_timestamp_rules(
+            &mut logits,
+            &[T, TEXT, T + 50, T + 50],
+            &special(),
+            Some(50),
+        );
         let allowed = allowed(&logits);
-        assert!(allowed.iter().all(|&i| i < T as usize), "no timestamp right after a pair");
+        assert!(
+            allowed.iter().all(|&i| i < T as usize),
+            "no timestamp right after a pair"
+        );
         assert!(allowed.contains(&(TEXT as usize)));
     }
 
@@ -386,7 +451,11 @@ mod tests {
         }
         apply_timestamp_rules(&mut logits, &[T, TEXT], &special(), Some(50));
         let allowed = allowed(&logits);
-        assert!(allowed.iter().all(|&i| i >= T as usize + 1), "{:?}", &allowed[..3]);
+        assert!(
+            allowed.iter().all(|&i| i >= T as usize + 1),
+            "{:?}",
+            &allowed[..3]
+        );
     }
 
     #[test]
@@ -419,9 +488,15 @@ mod tests {
     #[test]
     fn greedy_takes_the_best_token() {
         let mut rng = rand::thread_rng();
-        assert_eq!(choose_token(&[0.0, 3.0, f32::NEG_INFINITY, 1.0], 0.0, &mut rng), 1);
+        assert_eq!(
+            choose_token(&[0.0, 3.0, f32::NEG_INFINITY, 1.0], 0.0, &mut rng),
+            1
+        );
         for _ in 0..20 {
-            assert_ne!(choose_token(&[0.0, 3.0, f32::NEG_INFINITY, 1.0], 1.0, &mut rng), 2);
+            assert_ne!(
+                choose_token(&[0.0, 3.0, f32::NEG_INFINITY, 1.0], 1.0, &mut rng),
+                2
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod tokenizer;
 pub mod transcribe;
 
 pub use decode::DecodeOptions;
-pub use transcribe::{AsrSegment, WindowTranscript, Whisper};
+pub use transcribe::{AsrSegment, Whisper, WindowTranscript};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

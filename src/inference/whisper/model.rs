@@ -18,16 +18,25 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn take(&mut self, name: &str) -> Result<Tensor, InferenceError> {
-        let tensor = self.tensors.remove(name).ok_or_else(|| InferenceError::ModelInvalid {
-            path: self.path.to_path_buf(),
-            reason: format!("it has no tensor {name}; convert it again with scripts/prepare-models"),
-        })?;
+        let tensor = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| InferenceError::ModelInvalid {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "it has no tensor {name}; convert it again with scripts/prepare-models"
+                ),
+            })?;
         Ok(tensor.f_to_device(self.device)?.f_to_kind(self.kind)?)
     }
 
     fn linear(&mut self, name: &str, bias: bool) -> Result<Linear, InferenceError> {
         let weight = self.take(&format!("{name}.weight"))?;
-        let bias = if bias { Some(self.take(&format!("{name}.bias"))?) } else { None };
+        let bias = if bias {
+            Some(self.take(&format!("{name}.bias"))?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 
@@ -93,9 +102,19 @@ impl MultiHeadAttention {
     }
 
     /// `qkv_attention`: softmax(q kᵀ / √d) v over heads; `causal` masks future positions.
-    fn qkv_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor, TchError> {
+    fn qkv_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        causal: bool,
+    ) -> Result<Tensor, TchError> {
         let (batch, ctx, state) = q.size3()?;
-        let (q, k, v) = (self.split_heads(q)?, self.split_heads(k)?, self.split_heads(v)?);
+        let (q, k, v) = (
+            self.split_heads(q)?,
+            self.split_heads(k)?,
+            self.split_heads(v)?,
+        );
         let wv = Tensor::f_scaled_dot_product_attention(
             &q,
             &k,
@@ -106,11 +125,16 @@ impl MultiHeadAttention {
             None::<f64>,
             false,
         )?;
-        self.out.forward(&wv.f_transpose(1, 2)?.f_reshape([batch, ctx, state])?)
+        self.out
+            .forward(&wv.f_transpose(1, 2)?.f_reshape([batch, ctx, state])?)
     }
 
     /// Self-attention; with a cache, the new keys and values are appended to it.
-    fn forward_self(&self, x: &Tensor, cache: Option<&mut Option<(Tensor, Tensor)>>) -> Result<Tensor, TchError> {
+    fn forward_self(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor, TchError> {
         let q = self.query.forward(x)?;
         let mut k = self.key.forward(x)?;
         let mut v = self.value.forward(x)?;
@@ -142,7 +166,12 @@ struct ResidualAttentionBlock {
 }
 
 impl ResidualAttentionBlock {
-    fn load(w: &mut Weights, name: &str, n_head: usize, cross: bool) -> Result<Self, InferenceError> {
+    fn load(
+        w: &mut Weights,
+        name: &str,
+        n_head: usize,
+        cross: bool,
+    ) -> Result<Self, InferenceError> {
         let cross_attn = if cross {
             Some((
                 MultiHeadAttention::load(w, &format!("{name}.cross_attn"), n_head)?,
@@ -167,11 +196,18 @@ impl ResidualAttentionBlock {
         self_cache: Option<&mut Option<(Tensor, Tensor)>>,
         cross_kv: Option<&(Tensor, Tensor)>,
     ) -> Result<Tensor, TchError> {
-        let mut x = x.f_add(&self.attn.forward_self(&self.attn_ln.forward(x)?, self_cache)?)?;
+        let mut x = x.f_add(
+            &self
+                .attn
+                .forward_self(&self.attn_ln.forward(x)?, self_cache)?,
+        )?;
         if let (Some((cross_attn, cross_attn_ln)), Some(kv)) = (&self.cross_attn, cross_kv) {
             x = x.f_add(&cross_attn.forward_cross(&cross_attn_ln.forward(&x)?, kv)?)?;
         }
-        let hidden = self.mlp_0.forward(&self.mlp_ln.forward(&x)?)?.f_gelu("none")?;
+        let hidden = self
+            .mlp_0
+            .forward(&self.mlp_ln.forward(&x)?)?
+            .f_gelu("none")?;
         x.f_add(&self.mlp_2.forward(&hidden)?)
     }
 }
@@ -188,7 +224,11 @@ impl AudioEncoder {
     /// `mel`: `[batch, n_mels, 3000]` → audio features `[batch, n_audio_ctx, n_audio_state]`.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor, TchError> {
         let x = self.conv1.conv1d(mel, 1)?.f_gelu("none")?;
-        let x = self.conv2.conv1d(&x, 2)?.f_gelu("none")?.f_permute([0, 2, 1])?;
+        let x = self
+            .conv2
+            .conv1d(&x, 2)?
+            .f_gelu("none")?
+            .f_permute([0, 2, 1])?;
         let mut x = x.f_add(&self.positional_embedding)?;
         for block in &self.blocks {
             x = block.forward(&x, None, None)?;
@@ -214,12 +254,18 @@ pub struct KvCache {
 impl KvCache {
     /// Tokens already seen; the next token's position.
     pub fn offset(&self) -> i64 {
-        self.self_attn.first().and_then(|c| c.as_ref()).map_or(0, |(k, _)| k.size()[1])
+        self.self_attn
+            .first()
+            .and_then(|c| c.as_ref())
+            .map_or(0, |(k, _)| k.size()[1])
     }
 
     /// Keeps (and reorders) the batch rows listed in `rows` (`rearrange_kv_cache`).
     pub fn select_rows(&mut self, rows: &[i64]) -> Result<(), TchError> {
-        let device = self.cross_attn.first().map_or(Device::Cpu, |(k, _)| k.device());
+        let device = self
+            .cross_attn
+            .first()
+            .map_or(Device::Cpu, |(k, _)| k.device());
         let index = Tensor::f_from_slice(rows)?.f_to_device(device)?;
         let pick = |(k, v): &(Tensor, Tensor)| -> Result<(Tensor, Tensor), TchError> {
             Ok((k.f_index_select(0, &index)?, v.f_index_select(0, &index)?))
@@ -242,10 +288,16 @@ impl TextDecoder {
         let mut cross_attn = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             if let Some((attn, _)) = &block.cross_attn {
-                cross_attn.push((attn.key.forward(audio_features)?, attn.value.forward(audio_features)?));
+                cross_attn.push((
+                    attn.key.forward(audio_features)?,
+                    attn.value.forward(audio_features)?,
+                ));
             }
         }
-        Ok(KvCache { self_attn: self.blocks.iter().map(|_| None).collect(), cross_attn })
+        Ok(KvCache {
+            self_attn: self.blocks.iter().map(|_| None).collect(),
+            cross_attn,
+        })
     }
 
     /// `tokens` `[batch, n]` after the cached ones → final hidden states `[batch, n, state]`.
@@ -253,9 +305,13 @@ impl TextDecoder {
         let offset = cache.offset();
         let n = tokens.size()[1];
         let positions = self.positional_embedding.f_narrow(0, offset, n)?;
-        let mut x = Tensor::f_embedding(&self.token_embedding, tokens, -1, false, false)?.f_add(&positions)?;
-        for ((block, self_cache), cross_kv) in
-            self.blocks.iter().zip(cache.self_attn.iter_mut()).zip(cache.cross_attn.iter())
+        let mut x = Tensor::f_embedding(&self.token_embedding, tokens, -1, false, false)?
+            .f_add(&positions)?;
+        for ((block, self_cache), cross_kv) in self
+            .blocks
+            .iter()
+            .zip(cache.self_attn.iter_mut())
+            .zip(cache.cross_attn.iter())
         {
             x = block.forward(&x, Some(self_cache), Some(cross_kv))?;
         }
@@ -264,7 +320,9 @@ impl TextDecoder {
 
     /// Logits over the vocabulary (`x @ token_embedding.T`), as f32: `[..., state]` → `[..., n_vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, TchError> {
-        hidden.f_matmul(&self.token_embedding.f_tr()?)?.f_to_kind(Kind::Float)
+        hidden
+            .f_matmul(&self.token_embedding.f_tr()?)?
+            .f_to_kind(Kind::Float)
     }
 }
 
@@ -281,18 +339,40 @@ impl WhisperModel {
     /// Reads `model.safetensors`; f32 on the CPU, f16 on CUDA.
     pub fn load(path: &Path, config: &Config, device: Device) -> Result<Self, InferenceError> {
         if !path.exists() {
-            return Err(InferenceError::ModelMissing { path: path.to_path_buf() });
+            return Err(InferenceError::ModelMissing {
+                path: path.to_path_buf(),
+            });
         }
-        let tensors = Tensor::read_safetensors(path)
-            .map_err(|source| InferenceError::ModelLoad { path: path.to_path_buf(), source })?;
-        let kind = if device.is_cuda() { Kind::Half } else { Kind::Float };
-        let mut w = Weights { tensors: tensors.into_iter().collect(), path, kind, device };
+        let tensors =
+            Tensor::read_safetensors(path).map_err(|source| InferenceError::ModelLoad {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let kind = if device.is_cuda() {
+            Kind::Half
+        } else {
+            Kind::Float
+        };
+        let mut w = Weights {
+            tensors: tensors.into_iter().collect(),
+            path,
+            kind,
+            device,
+        };
         let mut load_blocks = |prefix: &str, count: usize, n_head: usize, cross: bool| {
             (0..count)
-                .map(|i| ResidualAttentionBlock::load(&mut w, &format!("{prefix}.blocks.{i}"), n_head, cross))
+                .map(|i| {
+                    ResidualAttentionBlock::load(
+                        &mut w,
+                        &format!("{prefix}.blocks.{i}"),
+                        n_head,
+                        cross,
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
-        let encoder_blocks = load_blocks("encoder", config.n_audio_layer, config.n_audio_head, false)?;
+        let encoder_blocks =
+            load_blocks("encoder", config.n_audio_layer, config.n_audio_head, false)?;
         let decoder_blocks = load_blocks("decoder", config.n_text_layer, config.n_text_head, true)?;
         let encoder = AudioEncoder {
             conv1: w.linear("encoder.conv1", true)?,
@@ -310,12 +390,19 @@ impl WhisperModel {
         w.kind = Kind::Float;
         let mel_filters = w.take("mel_filters")?;
         let expected = [config.n_mels as i64, 201];
-        if mel_filters.size() != expected || encoder.positional_embedding.size()[0] != config.n_audio_ctx as i64 {
+        if mel_filters.size() != expected
+            || encoder.positional_embedding.size()[0] != config.n_audio_ctx as i64
+        {
             return Err(InferenceError::ModelInvalid {
                 path: path.to_path_buf(),
                 reason: "its shapes disagree with config.json; convert it again".into(),
             });
         }
-        Ok(WhisperModel { encoder, decoder, mel_filters, kind })
+        Ok(WhisperModel {
+            encoder,
+            decoder,
+            mel_filters,
+            kind,
+        })
     }
 }

@@ -3,10 +3,14 @@
 //! seeking to the last timestamp and prompting each window with the text before it.
 
 use super::audio::{long_mel, mel_segment, window_mels};
-use super::decode::{compression_ratio, decode_batch, initial_tokens, DecodeOptions, DecodingResult};
+use super::decode::{
+    compression_ratio, decode_batch, initial_tokens, DecodeOptions, DecodingResult,
+};
 use super::model::WhisperModel;
 use super::tokenizer::WhisperTokenizer;
-use super::{Config, HOP_LENGTH, N_FRAMES, N_SAMPLES, PROMPT_RESET_TEMPERATURE, SAMPLE_RATE, TIME_PRECISION};
+use super::{
+    Config, HOP_LENGTH, N_FRAMES, N_SAMPLES, PROMPT_RESET_TEMPERATURE, SAMPLE_RATE, TIME_PRECISION,
+};
 use crate::inference::InferenceError;
 use rand::SeedableRng;
 use std::path::Path;
@@ -56,16 +60,27 @@ impl Whisper {
     /// `scripts/models/whisper.py`).
     pub fn load(model_dir: &Path, device: Device) -> Result<Whisper, InferenceError> {
         let config_path = model_dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|_| InferenceError::ModelMissing { path: config_path.clone() })?;
-        let config: Config = serde_json::from_str(&text).map_err(|err| InferenceError::ModelInvalid {
-            path: config_path.clone(),
-            reason: err.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|_| InferenceError::ModelMissing {
+                path: config_path.clone(),
+            })?;
+        let config: Config =
+            serde_json::from_str(&text).map_err(|err| InferenceError::ModelInvalid {
+                path: config_path.clone(),
+                reason: err.to_string(),
+            })?;
         let model = WhisperModel::load(&model_dir.join("model.safetensors"), &config, device)?;
-        let tokenizer =
-            WhisperTokenizer::from_file(&model_dir.join("tokenizer.json"), config.special_tokens.eot)?;
-        Ok(Whisper { config, model, tokenizer, device, rng: rand::rngs::StdRng::seed_from_u64(0) })
+        let tokenizer = WhisperTokenizer::from_file(
+            &model_dir.join("tokenizer.json"),
+            config.special_tokens.eot,
+        )?;
+        Ok(Whisper {
+            config,
+            model,
+            tokenizer,
+            device,
+            rng: rand::rngs::StdRng::seed_from_u64(0),
+        })
     }
 
     /// Transcribes windows of 16 kHz mono audio, each at most 30 s, `opts.max_batch` at a time.
@@ -74,7 +89,11 @@ impl Whisper {
         windows: &[&[f32]],
         opts: &DecodeOptions,
     ) -> Result<Vec<WindowTranscript>, InferenceError> {
-        if let Some((index, window)) = windows.iter().enumerate().find(|(_, w)| w.len() > N_SAMPLES) {
+        if let Some((index, window)) = windows
+            .iter()
+            .enumerate()
+            .find(|(_, w)| w.len() > N_SAMPLES)
+        {
             let seconds = window.len() as f64 / SAMPLE_RATE as f64;
             return Err(InferenceError::WindowTooLong { index, seconds });
         }
@@ -91,7 +110,11 @@ impl Whisper {
                 let segments = if should_skip(result, opts) {
                     Vec::new()
                 } else {
-                    self.segments_of(result, 0.0, duration, true)?.0.into_iter().map(|(s, _)| s).collect()
+                    self.segments_of(result, 0.0, duration, true)?
+                        .0
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect()
                 };
                 let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
                 transcripts.push(WindowTranscript { segments, text });
@@ -121,14 +144,21 @@ impl Whisper {
             let mel_window = mel_segment(&mel, seek, segment_size)
                 .and_then(|m| m.f_unsqueeze(0))
                 .map_err(torch_error)?;
-            let prompt = if opts.condition_on_previous_text { &all_tokens[prompt_reset_since..] } else { &[] };
+            let prompt = if opts.condition_on_previous_text {
+                &all_tokens[prompt_reset_since..]
+            } else {
+                &[]
+            };
             let initial = initial_tokens(&self.config, &opts.language, prompt);
-            let result = self.decode_with_fallback(&mel_window, &initial, opts)?.remove(0);
+            let result = self
+                .decode_with_fallback(&mel_window, &initial, opts)?
+                .remove(0);
             if should_skip(&result, opts) {
                 seek += segment_size; // fast-forward to the next window
                 continue;
             }
-            let (window_segments, consumed) = self.segments_of(&result, time_offset, segment_duration, false)?;
+            let (window_segments, consumed) =
+                self.segments_of(&result, time_offset, segment_duration, false)?;
             seek += consumed.map_or(segment_size, |frames| frames.max(1));
             for (segment, tokens) in window_segments {
                 all_tokens.extend(tokens);
@@ -161,18 +191,30 @@ impl Whisper {
         let batch = audio_features.size()[0] as usize;
         let mut results: Vec<Option<DecodingResult>> = vec![None; batch];
         let mut pending: Vec<usize> = (0..batch).collect();
-        let temperatures = if opts.temperatures.is_empty() { vec![0.0] } else { opts.temperatures.clone() };
+        let temperatures = if opts.temperatures.is_empty() {
+            vec![0.0]
+        } else {
+            opts.temperatures.clone()
+        };
         for (step, &temperature) in temperatures.iter().enumerate() {
             let rows: Vec<i64> = pending.iter().map(|&r| r as i64).collect();
             let features = if pending.len() == batch {
                 audio_features.shallow_clone()
             } else {
                 let index = Tensor::f_from_slice(&rows).and_then(|i| i.f_to_device(self.device));
-                index.and_then(|i| audio_features.f_index_select(0, &i)).map_err(torch_error)?
+                index
+                    .and_then(|i| audio_features.f_index_select(0, &i))
+                    .map_err(torch_error)?
             };
-            let decoded =
-                decode_batch(&self.model.decoder, &self.config, &features, initial, temperature, &mut self.rng)
-                    .map_err(torch_error)?;
+            let decoded = decode_batch(
+                &self.model.decoder,
+                &self.config,
+                &features,
+                initial,
+                temperature,
+                &mut self.rng,
+            )
+            .map_err(torch_error)?;
             let last_try = step + 1 == temperatures.len();
             let mut still_pending = Vec::new();
             for (row, result) in pending.iter().copied().zip(decoded) {
@@ -204,7 +246,11 @@ impl Whisper {
     ) -> Result<(Vec<(AsrSegment, Vec<u32>)>, Option<usize>), InferenceError> {
         let mut segments = Vec::new();
         let mut consumed = None;
-        for piece in split_at_timestamps(&result.tokens, self.config.special_tokens.timestamp_begin, keep_tail) {
+        for piece in split_at_timestamps(
+            &result.tokens,
+            self.config.special_tokens.timestamp_begin,
+            keep_tail,
+        ) {
             let text = self.tokenizer.decode(piece.tokens)?;
             consumed = piece.seek_frames;
             let start = time_offset + piece.start.unwrap_or(0.0);
@@ -227,17 +273,26 @@ impl Whisper {
 
 /// `needs_fallback` of `decode_with_fallback`.
 fn needs_fallback(result: &DecodingResult, text: &str, opts: &DecodeOptions) -> bool {
-    let too_repetitive =
-        opts.compression_ratio_threshold.is_some_and(|limit| compression_ratio(text) > limit);
-    let too_unlikely = opts.logprob_threshold.is_some_and(|limit| result.avg_logprob < limit);
-    let silence = opts.no_speech_threshold.is_some_and(|limit| result.no_speech_prob > limit);
+    let too_repetitive = opts
+        .compression_ratio_threshold
+        .is_some_and(|limit| compression_ratio(text) > limit);
+    let too_unlikely = opts
+        .logprob_threshold
+        .is_some_and(|limit| result.avg_logprob < limit);
+    let silence = opts
+        .no_speech_threshold
+        .is_some_and(|limit| result.no_speech_prob > limit);
     (too_repetitive || too_unlikely) && !(silence && too_unlikely)
 }
 
 /// The no-speech skip of `transcribe.py`: likely silence, unless the text is confident.
 fn should_skip(result: &DecodingResult, opts: &DecodeOptions) -> bool {
-    let Some(threshold) = opts.no_speech_threshold else { return false };
-    let confident = opts.logprob_threshold.is_some_and(|limit| result.avg_logprob > limit);
+    let Some(threshold) = opts.no_speech_threshold else {
+        return false;
+    };
+    let confident = opts
+        .logprob_threshold
+        .is_some_and(|limit| result.avg_logprob > limit);
     result.no_speech_prob > threshold && !confident
 }
 
@@ -252,20 +307,33 @@ pub struct TokenPiece<'a> {
 }
 
 /// `transcribe.py`'s split of sampled tokens at consecutive timestamp tokens.
-pub fn split_at_timestamps(tokens: &[u32], timestamp_begin: u32, keep_tail: bool) -> Vec<TokenPiece<'_>> {
+pub fn split_at_timestamps(
+    tokens: &[u32],
+    timestamp_begin: u32,
+    keep_tail: bool,
+) -> Vec<TokenPiece<'_>> {
     let is_timestamp = |t: u32| t >= timestamp_begin;
     let position = |t: u32| (t - timestamp_begin) as usize;
     let seconds = |t: u32| position(t) as f64 * TIME_PRECISION;
     let single_timestamp_ending = tokens.len() >= 2
         && !is_timestamp(tokens[tokens.len() - 2])
         && is_timestamp(tokens[tokens.len() - 1]);
-    let mut slices: Vec<usize> =
-        (1..tokens.len()).filter(|&i| is_timestamp(tokens[i - 1]) && is_timestamp(tokens[i])).collect();
+    let mut slices: Vec<usize> = (1..tokens.len())
+        .filter(|&i| is_timestamp(tokens[i - 1]) && is_timestamp(tokens[i]))
+        .collect();
     let mut pieces = Vec::new();
     if slices.is_empty() {
         // No complete segment: the whole window is one, up to its last timestamp if any.
-        let last = tokens.iter().rev().find(|&&t| is_timestamp(t) && t != timestamp_begin);
-        pieces.push(TokenPiece { tokens, start: None, end: last.map(|&t| seconds(t)), seek_frames: None });
+        let last = tokens
+            .iter()
+            .rev()
+            .find(|&&t| is_timestamp(t) && t != timestamp_begin);
+        pieces.push(TokenPiece {
+            tokens,
+            start: None,
+            end: last.map(|&t| seconds(t)),
+            seek_frames: None,
+        });
         return pieces;
     }
     if single_timestamp_ending {
@@ -287,7 +355,12 @@ pub fn split_at_timestamps(tokens: &[u32], timestamp_begin: u32, keep_tail: bool
         let tail = &tokens[last_slice..];
         if keep_tail && tail.iter().any(|&t| !is_timestamp(t)) {
             let start = seconds(tokens[last_slice - 1]);
-            pieces.push(TokenPiece { tokens: tail, start: Some(start), end: None, seek_frames: None });
+            pieces.push(TokenPiece {
+                tokens: tail,
+                start: Some(start),
+                end: None,
+                seek_frames: None,
+            });
         } else if let Some(last) = pieces.last_mut() {
             last.seek_frames = seek_frames;
         }
