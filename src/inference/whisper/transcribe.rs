@@ -243,7 +243,7 @@ impl Whisper {
         time_offset: f64,
         segment_duration: f64,
         keep_tail: bool,
-    ) -> Result<(Vec<(AsrSegment, Vec<u32>)>, Option<usize>), InferenceError> {
+    ) -> Result<WindowSegments, InferenceError> {
         let mut segments = Vec::new();
         let mut consumed = None;
         for piece in split_at_timestamps(
@@ -270,6 +270,9 @@ impl Whisper {
         Ok((segments, consumed))
     }
 }
+
+/// A window's segments with their tokens, and the mel frames they consumed (`None`: all).
+type WindowSegments = (Vec<(AsrSegment, Vec<u32>)>, Option<usize>);
 
 /// `needs_fallback` of `decode_with_fallback`.
 fn needs_fallback(result: &DecodingResult, text: &str, opts: &DecodeOptions) -> bool {
