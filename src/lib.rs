@@ -5,7 +5,7 @@
 pub mod app;
 pub mod audio;
 pub mod cli;
-// pub mod commands;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -16,7 +16,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod queue;
 pub mod session;
-// pub mod speech;
+pub mod speech;
 pub mod singlish;
 pub mod stats;
 pub mod supervise;

@@ -16,11 +16,19 @@ pub enum InferenceError {
     #[error("Model file {path} is missing: run scripts/prepare-models")]
     ModelMissing { path: std::path::PathBuf },
     #[error("Loading model {path} failed: {source}")]
-    ModelLoad { path: std::path::PathBuf, source: tch::TchError },
+    ModelLoad {
+        path: std::path::PathBuf,
+        source: tch::TchError,
+    },
     #[error("Model file {path} is not usable: {reason}")]
-    ModelInvalid { path: std::path::PathBuf, reason: String },
+    ModelInvalid {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("The device ran out of memory: {0}")]
     OutOfMemory(String),
+    #[error("Audio window {index} is {seconds:.1} s long; Whisper takes at most 30 s at a time")]
+    WindowTooLong { index: usize, seconds: f64 },
     #[error("Inference failed: {0}")]
     Torch(#[from] tch::TchError),
     #[error("Device setting {setting:?} is not usable: {reason}")]
@@ -43,6 +51,7 @@ impl crate::error::Classify for InferenceError {
             | InferenceError::ModelLoad { .. }
             | InferenceError::Device { .. } => crate::error::ErrorKind::Transient,
             InferenceError::ModelInvalid { .. }
+            | InferenceError::WindowTooLong { .. }
             | InferenceError::Torch(_)
             | InferenceError::InvalidInput(_)
             | InferenceError::Clustering(_) => crate::error::ErrorKind::Permanent,

@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod postgres;
 pub mod redis_server;
 pub mod speech;
+pub mod tts;
 pub mod worker;

@@ -1,0 +1,408 @@
+//! The Whisper network of `whisper/model.py` on tch: `AudioEncoder` and `TextDecoder` of
+//! `ResidualAttentionBlock`s, with the decoder's key/value cache (self-attention grows by one
+//! position per token; cross-attention keys and values are computed once per window).
+
+use super::Config;
+use crate::inference::InferenceError;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::{Device, Kind, TchError, Tensor};
+
+/// The weights file read into memory, taken from by name.
+struct Weights<'a> {
+    tensors: HashMap<String, Tensor>,
+    path: &'a Path,
+    kind: Kind,
+    device: Device,
+}
+
+impl Weights<'_> {
+    fn take(&mut self, name: &str) -> Result<Tensor, InferenceError> {
+        let tensor = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| InferenceError::ModelInvalid {
+                path: self.path.to_path_buf(),
+                reason: format!(
+                    "it has no tensor {name}; convert it again with scripts/prepare-models"
+                ),
+            })?;
+        Ok(tensor.f_to_device(self.device)?.f_to_kind(self.kind)?)
+    }
+
+    fn linear(&mut self, name: &str, bias: bool) -> Result<Linear, InferenceError> {
+        let weight = self.take(&format!("{name}.weight"))?;
+        let bias = if bias {
+            Some(self.take(&format!("{name}.bias"))?)
+        } else {
+            None
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    fn layer_norm(&mut self, name: &str) -> Result<LayerNorm, InferenceError> {
+        Ok(LayerNorm {
+            weight: self.take(&format!("{name}.weight"))?,
+            bias: self.take(&format!("{name}.bias"))?,
+        })
+    }
+}
+
+/// `Linear` (and `Conv1d`'s weight and bias).
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        x.f_linear(&self.weight, self.bias.as_ref())
+    }
+
+    fn conv1d(&self, x: &Tensor, stride: i64) -> Result<Tensor, TchError> {
+        x.f_conv1d(&self.weight, self.bias.as_ref(), [stride], [1], [1], 1)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let n_state = self.weight.size()[0];
+        x.f_layer_norm([n_state], Some(&self.weight), Some(&self.bias), 1e-5, true)
+    }
+}
+
+struct MultiHeadAttention {
+    n_head: i64,
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+}
+
+impl MultiHeadAttention {
+    fn load(w: &mut Weights, name: &str, n_head: usize) -> Result<Self, InferenceError> {
+        Ok(MultiHeadAttention {
+            n_head: n_head as i64,
+            query: w.linear(&format!("{name}.query"), true)?,
+            key: w.linear(&format!("{name}.key"), false)?,
+            value: w.linear(&format!("{name}.value"), true)?,
+            out: w.linear(&format!("{name}.out"), true)?,
+        })
+    }
+
+    /// `[batch, ctx, state]` → `[batch, head, ctx, state / head]`.
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let (batch, ctx, _) = x.size3()?;
+        x.f_view([batch, ctx, self.n_head, -1])?.f_transpose(1, 2)
+    }
+
+    /// `qkv_attention`: softmax(q kᵀ / √d) v over heads; `causal` masks future positions.
+    fn qkv_attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        causal: bool,
+    ) -> Result<Tensor, TchError> {
+        let (batch, ctx, state) = q.size3()?;
+        let (q, k, v) = (
+            self.split_heads(q)?,
+            self.split_heads(k)?,
+            self.split_heads(v)?,
+        );
+        let wv = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            causal,
+            None::<f64>,
+            false,
+        )?;
+        self.out
+            .forward(&wv.f_transpose(1, 2)?.f_reshape([batch, ctx, state])?)
+    }
+
+    /// Self-attention; with a cache, the new keys and values are appended to it.
+    fn forward_self(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor, TchError> {
+        let q = self.query.forward(x)?;
+        let mut k = self.key.forward(x)?;
+        let mut v = self.value.forward(x)?;
+        // Several tokens at once only happen on an empty cache (the prompt), so the causal mask
+        // `mask[:n_ctx, :n_ctx]` of the reference is sdpa's top-left aligned one.
+        let causal = cache.is_some() && x.size()[1] > 1;
+        if let Some(cache) = cache {
+            if let Some((past_k, past_v)) = cache.as_ref() {
+                k = Tensor::f_cat(&[past_k, &k], 1)?;
+                v = Tensor::f_cat(&[past_v, &v], 1)?;
+            }
+            *cache = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        self.qkv_attention(&q, &k, &v, causal)
+    }
+
+    fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor)) -> Result<Tensor, TchError> {
+        self.qkv_attention(&self.query.forward(x)?, &kv.0, &kv.1, false)
+    }
+}
+
+struct ResidualAttentionBlock {
+    attn: MultiHeadAttention,
+    attn_ln: LayerNorm,
+    cross_attn: Option<(MultiHeadAttention, LayerNorm)>,
+    mlp_0: Linear,
+    mlp_2: Linear,
+    mlp_ln: LayerNorm,
+}
+
+impl ResidualAttentionBlock {
+    fn load(
+        w: &mut Weights,
+        name: &str,
+        n_head: usize,
+        cross: bool,
+    ) -> Result<Self, InferenceError> {
+        let cross_attn = if cross {
+            Some((
+                MultiHeadAttention::load(w, &format!("{name}.cross_attn"), n_head)?,
+                w.layer_norm(&format!("{name}.cross_attn_ln"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(ResidualAttentionBlock {
+            attn: MultiHeadAttention::load(w, &format!("{name}.attn"), n_head)?,
+            attn_ln: w.layer_norm(&format!("{name}.attn_ln"))?,
+            cross_attn,
+            mlp_0: w.linear(&format!("{name}.mlp.0"), true)?,
+            mlp_2: w.linear(&format!("{name}.mlp.2"), true)?,
+            mlp_ln: w.layer_norm(&format!("{name}.mlp_ln"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        self_cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cross_kv: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor, TchError> {
+        let mut x = x.f_add(
+            &self
+                .attn
+                .forward_self(&self.attn_ln.forward(x)?, self_cache)?,
+        )?;
+        if let (Some((cross_attn, cross_attn_ln)), Some(kv)) = (&self.cross_attn, cross_kv) {
+            x = x.f_add(&cross_attn.forward_cross(&cross_attn_ln.forward(&x)?, kv)?)?;
+        }
+        let hidden = self
+            .mlp_0
+            .forward(&self.mlp_ln.forward(&x)?)?
+            .f_gelu("none")?;
+        x.f_add(&self.mlp_2.forward(&hidden)?)
+    }
+}
+
+pub struct AudioEncoder {
+    conv1: Linear,
+    conv2: Linear,
+    positional_embedding: Tensor,
+    blocks: Vec<ResidualAttentionBlock>,
+    ln_post: LayerNorm,
+}
+
+impl AudioEncoder {
+    /// `mel`: `[batch, n_mels, 3000]` → audio features `[batch, n_audio_ctx, n_audio_state]`.
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor, TchError> {
+        let x = self.conv1.conv1d(mel, 1)?.f_gelu("none")?;
+        let x = self
+            .conv2
+            .conv1d(&x, 2)?
+            .f_gelu("none")?
+            .f_permute([0, 2, 1])?;
+        let mut x = x.f_add(&self.positional_embedding)?;
+        for block in &self.blocks {
+            x = block.forward(&x, None, None)?;
+        }
+        self.ln_post.forward(&x)
+    }
+}
+
+pub struct TextDecoder {
+    token_embedding: Tensor,
+    positional_embedding: Tensor,
+    blocks: Vec<ResidualAttentionBlock>,
+    ln: LayerNorm,
+}
+
+/// The decoder's memory of one batch of windows: per layer, the self-attention keys/values of
+/// the tokens so far and the cross-attention keys/values of the audio.
+pub struct KvCache {
+    self_attn: Vec<Option<(Tensor, Tensor)>>,
+    cross_attn: Vec<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Tokens already seen; the next token's position.
+    pub fn offset(&self) -> i64 {
+        self.self_attn
+            .first()
+            .and_then(|c| c.as_ref())
+            .map_or(0, |(k, _)| k.size()[1])
+    }
+
+    /// Keeps (and reorders) the batch rows listed in `rows` (`rearrange_kv_cache`).
+    pub fn select_rows(&mut self, rows: &[i64]) -> Result<(), TchError> {
+        let device = self
+            .cross_attn
+            .first()
+            .map_or(Device::Cpu, |(k, _)| k.device());
+        let index = Tensor::f_from_slice(rows)?.f_to_device(device)?;
+        let pick = |(k, v): &(Tensor, Tensor)| -> Result<(Tensor, Tensor), TchError> {
+            Ok((k.f_index_select(0, &index)?, v.f_index_select(0, &index)?))
+        };
+        for entry in self.self_attn.iter_mut() {
+            if let Some(kv) = entry.as_ref() {
+                *entry = Some(pick(kv)?);
+            }
+        }
+        for entry in self.cross_attn.iter_mut() {
+            *entry = pick(entry)?;
+        }
+        Ok(())
+    }
+}
+
+impl TextDecoder {
+    /// A fresh cache for `audio_features` `[batch, n_audio_ctx, n_audio_state]`.
+    pub fn new_cache(&self, audio_features: &Tensor) -> Result<KvCache, TchError> {
+        let mut cross_attn = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            if let Some((attn, _)) = &block.cross_attn {
+                cross_attn.push((
+                    attn.key.forward(audio_features)?,
+                    attn.value.forward(audio_features)?,
+                ));
+            }
+        }
+        Ok(KvCache {
+            self_attn: self.blocks.iter().map(|_| None).collect(),
+            cross_attn,
+        })
+    }
+
+    /// `tokens` `[batch, n]` after the cached ones → final hidden states `[batch, n, state]`.
+    pub fn forward(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor, TchError> {
+        let offset = cache.offset();
+        let n = tokens.size()[1];
+        let positions = self.positional_embedding.f_narrow(0, offset, n)?;
+        let mut x = Tensor::f_embedding(&self.token_embedding, tokens, -1, false, false)?
+            .f_add(&positions)?;
+        for ((block, self_cache), cross_kv) in self
+            .blocks
+            .iter()
+            .zip(cache.self_attn.iter_mut())
+            .zip(cache.cross_attn.iter())
+        {
+            x = block.forward(&x, Some(self_cache), Some(cross_kv))?;
+        }
+        self.ln.forward(&x)
+    }
+
+    /// Logits over the vocabulary (`x @ token_embedding.T`), as f32: `[..., state]` → `[..., n_vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor, TchError> {
+        hidden
+            .f_matmul(&self.token_embedding.f_tr()?)?
+            .f_to_kind(Kind::Float)
+    }
+}
+
+/// `Whisper` of `model.py`: encoder, decoder and the mel filters of its front end.
+pub struct WhisperModel {
+    pub encoder: AudioEncoder,
+    pub decoder: TextDecoder,
+    /// `[n_mels, 201]` f32, always on the model's device.
+    pub mel_filters: Tensor,
+    pub kind: Kind,
+}
+
+impl WhisperModel {
+    /// Reads `model.safetensors`; f32 on the CPU, f16 on CUDA.
+    pub fn load(path: &Path, config: &Config, device: Device) -> Result<Self, InferenceError> {
+        if !path.exists() {
+            return Err(InferenceError::ModelMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        let tensors =
+            Tensor::read_safetensors(path).map_err(|source| InferenceError::ModelLoad {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let kind = if device.is_cuda() {
+            Kind::Half
+        } else {
+            Kind::Float
+        };
+        let mut w = Weights {
+            tensors: tensors.into_iter().collect(),
+            path,
+            kind,
+            device,
+        };
+        let mut load_blocks = |prefix: &str, count: usize, n_head: usize, cross: bool| {
+            (0..count)
+                .map(|i| {
+                    ResidualAttentionBlock::load(
+                        &mut w,
+                        &format!("{prefix}.blocks.{i}"),
+                        n_head,
+                        cross,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let encoder_blocks =
+            load_blocks("encoder", config.n_audio_layer, config.n_audio_head, false)?;
+        let decoder_blocks = load_blocks("decoder", config.n_text_layer, config.n_text_head, true)?;
+        let encoder = AudioEncoder {
+            conv1: w.linear("encoder.conv1", true)?,
+            conv2: w.linear("encoder.conv2", true)?,
+            positional_embedding: w.take("encoder.positional_embedding")?,
+            blocks: encoder_blocks,
+            ln_post: w.layer_norm("encoder.ln_post")?,
+        };
+        let decoder = TextDecoder {
+            token_embedding: w.take("decoder.token_embedding.weight")?,
+            positional_embedding: w.take("decoder.positional_embedding")?,
+            blocks: decoder_blocks,
+            ln: w.layer_norm("decoder.ln")?,
+        };
+        w.kind = Kind::Float;
+        let mel_filters = w.take("mel_filters")?;
+        let expected = [config.n_mels as i64, 201];
+        if mel_filters.size() != expected
+            || encoder.positional_embedding.size()[0] != config.n_audio_ctx as i64
+        {
+            return Err(InferenceError::ModelInvalid {
+                path: path.to_path_buf(),
+                reason: "its shapes disagree with config.json; convert it again".into(),
+            });
+        }
+        Ok(WhisperModel {
+            encoder,
+            decoder,
+            mel_filters,
+            kind,
+        })
+    }
+}
