@@ -9,19 +9,19 @@ use actix::prelude::*;
 use crate::config::Config;
 use crate::db::writer::DbWriter;
 use crate::db::DbPool;
+use crate::error::JobError;
 use crate::pipeline::PipelineFactory;
 use crate::processor::{Processor, ProcessorSettings};
 use crate::queue::listener::{self, ListenerSettings, QueueListener};
 use crate::queue::retry::{self, RetryPolicy, RetryScheduler};
 use crate::queue::{Keys, RedisQueue};
-use crate::error::JobError;
 use crate::stats::reporter::{self as stats, StatsReporter};
 use crate::stats::socket::StatsSocket;
 
 /// Jobs one Processor thread holds at once.
 const PROCESSOR_CAPACITY: usize = 1;
-/// Threads the DbWriter's SyncArbiter runs (progress updates and results).
-const DB_WRITER_THREADS: usize = 2;
+/// Threads the DbWriter runs: one, so SQLite never sees two writers at once.
+const DB_WRITER_THREADS: usize = 1;
 
 // ---- state ----
 
@@ -89,7 +89,11 @@ impl Handler<Signal> for Supervisor {
                 log::info!("Shutdown already under way");
             }
             SIGTERM | SIGINT => {
-                let name = if signal == SIGTERM { "SIGTERM" } else { "SIGINT" };
+                let name = if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                };
                 log::info!("📥 Received {name}, initiating graceful shutdown...");
                 self.begin_shutdown(ctx);
             }
@@ -138,9 +142,16 @@ impl Supervisor {
 /// Waits until the job in hand is finished, or the drain timeout has passed.
 async fn drain(workers: &Workers, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    let mut in_hand = workers.listener.send(listener::StopIntake).await.unwrap_or(0);
+    let mut in_hand = workers
+        .listener
+        .send(listener::StopIntake)
+        .await
+        .unwrap_or(0);
     if in_hand > 0 {
-        log::info!("⏳ Waiting for current job to complete (up to {:.0}s)...", timeout.as_secs_f64());
+        log::info!(
+            "⏳ Waiting for current job to complete (up to {:.0}s)...",
+            timeout.as_secs_f64()
+        );
     }
     while in_hand > 0 {
         if Instant::now() >= deadline {
@@ -153,14 +164,29 @@ async fn drain(workers: &Workers, timeout: Duration) {
 }
 
 /// Starts the actors under a Supervisor; call inside a running actix System.
-pub fn start(config: Config, pool: DbPool, factory: PipelineFactory, device: String) -> Addr<Supervisor> {
+pub fn start(
+    config: Config,
+    pool: DbPool,
+    factory: PipelineFactory,
+    device: String,
+) -> Addr<Supervisor> {
     let workers = start_workers(&config, pool, factory, device);
-    Supervisor { config, workers, draining_since: None }.start()
+    Supervisor {
+        config,
+        workers,
+        draining_since: None,
+    }
+    .start()
 }
 
 /// Starts the five actors.
-fn start_workers(config: &Config, pool: DbPool, factory: PipelineFactory, device: String) -> Workers {
-    let keys = Keys::from_config(&config);
+fn start_workers(
+    config: &Config,
+    pool: DbPool,
+    factory: PipelineFactory,
+    device: String,
+) -> Workers {
+    let keys = Keys::from_config(config);
     let stats = StatsReporter::new(
         keys.worker_id.clone(),
         device,
@@ -173,10 +199,15 @@ fn start_workers(config: &Config, pool: DbPool, factory: PipelineFactory, device
     };
     let processor = {
         let (db, settings) = (db.clone(), processor_settings(config));
-        SyncArbiter::start(1, move || Processor::new(&factory, db.clone(), settings.clone()))
+        SyncArbiter::start(1, move || {
+            Processor::new(&factory, db.clone(), settings.clone())
+        })
     };
     let retry = {
-        let (queue, policy) = (RedisQueue::new(&config.redis_url, keys.clone()), retry_policy(config));
+        let (queue, policy) = (
+            RedisQueue::new(&config.redis_url, keys.clone()),
+            retry_policy(config),
+        );
         let (db, stats) = (db.clone(), stats.clone());
         // The factory runs again only after a panic; a fresh connection is right then.
         let url = config.redis_url.clone();
@@ -205,7 +236,13 @@ fn start_workers(config: &Config, pool: DbPool, factory: PipelineFactory, device
             )
         })
     };
-    Workers { listener, retry, processor, db, stats }
+    Workers {
+        listener,
+        retry,
+        processor,
+        db,
+        stats,
+    }
 }
 
 fn processor_settings(config: &Config) -> ProcessorSettings {
@@ -242,15 +279,31 @@ pub fn run(config: Config, factory: PipelineFactory, device: String) -> Result<i
         log::info!("🗄️  Applied migrations: {}", applied.join(", "));
     }
     // Bound before anything starts, so a second daemon on the same socket refuses at once.
-    let mut socket = StatsSocket::bind(&config.socket).map_err(|err| JobError::permanent(err.to_string()))?;
+    let mut socket =
+        StatsSocket::bind(&config.socket).map_err(|err| JobError::permanent(err.to_string()))?;
     let runner = System::new();
     let supervisor = runner.block_on(async move {
         let workers = start_workers(&config, pool, factory, device);
-        workers.stats.do_send(stats::ConnectionState::Database(true));
+        workers
+            .stats
+            .do_send(stats::ConnectionState::Database(true));
         let served = socket.serve(workers.stats.clone()).map(|_| socket);
-        (Supervisor { config, workers, draining_since: None }.start(), served)
+        (
+            Supervisor {
+                config,
+                workers,
+                draining_since: None,
+            }
+            .start(),
+            served,
+        )
     });
-    let (supervisor, socket) = (supervisor.0, supervisor.1.map_err(|err| JobError::permanent(err.to_string()))?);
+    let (supervisor, socket) = (
+        supervisor.0,
+        supervisor
+            .1
+            .map_err(|err| JobError::permanent(err.to_string()))?,
+    );
     forward_signals(supervisor)?;
     let code = runner
         .run_with_code()

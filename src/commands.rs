@@ -10,7 +10,8 @@ use crate::stats::socket;
 
 /// `run`: the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<u8, String> {
-    let device = crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+    let device =
+        crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     let description = crate::inference::device::describe(device);
     let factory = crate::speech::factory(config.clone(), device);
     let code = crate::app::run(config, factory, description).map_err(|e| e.to_string())?;
@@ -22,9 +23,16 @@ pub fn migrate(config: &Config) -> Result<u8, String> {
     let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
     let applied = crate::db::run_migrations(&pool).map_err(|e| e.to_string())?;
     if applied.is_empty() {
-        println!("Database schema is up to date ({})", crate::config::mask_url(&config.database_url));
+        println!(
+            "Database schema is up to date ({})",
+            crate::config::mask_url(&config.database_url)
+        );
     } else {
-        println!("Applied {} migration(s): {}", applied.len(), applied.join(", "));
+        println!(
+            "Applied {} migration(s): {}",
+            applied.len(),
+            applied.join(", ")
+        );
     }
     Ok(0)
 }
@@ -33,7 +41,10 @@ pub fn migrate(config: &Config) -> Result<u8, String> {
 pub fn stats(config: &Config, json: bool, prometheus: bool) -> Result<u8, String> {
     if json {
         let answer = socket::request(&config.socket, "stats").map_err(|e| e.to_string())?;
-        println!("{}", serde_json::to_string_pretty(&answer["stats"]).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer["stats"]).unwrap_or_default()
+        );
         return Ok(0);
     }
     let snapshot = socket::fetch_stats(&config.socket).map_err(|e| e.to_string())?;
@@ -47,17 +58,24 @@ pub fn stats(config: &Config, json: bool, prometheus: bool) -> Result<u8, String
 
 /// `models check`: every model file present with the manifest's sha256; prints the device.
 pub fn models_check(config: &Config) -> Result<u8, String> {
-    let report = crate::inference::manifest::check(&config.models_dir).map_err(|e| e.to_string())?;
+    let report =
+        crate::inference::manifest::check(&config.models_dir).map_err(|e| e.to_string())?;
     for line in &report.lines {
         println!("{line}");
     }
-    let device = crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+    let device =
+        crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     println!("device: {}", crate::inference::device::describe(device));
     Ok(if report.ok { 0 } else { 1 })
 }
 
 /// `submit`: store the files as the API stores chunks, register the session, enqueue it.
-pub fn submit(config: &Config, files: &[PathBuf], session_id: Option<uuid::Uuid>, wait: bool) -> Result<u8, String> {
+pub fn submit(
+    config: &Config,
+    files: &[PathBuf],
+    session_id: Option<uuid::Uuid>,
+    wait: bool,
+) -> Result<u8, String> {
     let session_id = session_id.unwrap_or_else(uuid::Uuid::new_v4);
     let mut chunks = Vec::new();
     for (number, file) in files.iter().enumerate() {
@@ -67,11 +85,15 @@ pub fn submit(config: &Config, files: &[PathBuf], session_id: Option<uuid::Uuid>
     }
     let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
     crate::db::run_migrations(&pool).map_err(|e| e.to_string())?;
-    let mut conn = pool.get().map_err(|e| format!("database unavailable: {e}"))?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| format!("database unavailable: {e}"))?;
     crate::db::queries::register_session(&mut conn, session_id, uuid::Uuid::nil(), &chunks)
         .map_err(|e| e.to_string())?;
     let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
-    queue.enqueue(&crate::job::JobPayload::new(session_id).to_json()).map_err(|e| e.to_string())?;
+    queue
+        .enqueue(&crate::job::JobPayload::new(session_id).to_json())
+        .map_err(|e| e.to_string())?;
     println!("{session_id}");
     if wait {
         return follow(&mut conn, session_id);
@@ -80,13 +102,22 @@ pub fn submit(config: &Config, files: &[PathBuf], session_id: Option<uuid::Uuid>
 }
 
 /// Copies one file under the storage root where the API would put it; returns its storage path.
-fn store_chunk(config: &Config, session_id: uuid::Uuid, number: usize, file: &Path) -> Result<String, String> {
-    let ext = file.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+fn store_chunk(
+    config: &Config,
+    session_id: uuid::Uuid,
+    number: usize,
+    file: &Path,
+) -> Result<String, String> {
+    let ext = file
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let storage_path = format!("sessions/{session_id}/chunks/chunk_{number:04}_{stamp}{ext}");
     let dest = config.storage_dir.join(&storage_path);
     if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     std::fs::copy(file, &dest).map_err(|e| format!("cannot copy {}: {e}", file.display()))?;
     Ok(storage_path)
@@ -100,7 +131,10 @@ fn follow(conn: &mut crate::db::DbConnection, session_id: uuid::Uuid) -> Result<
         let (status, progress, error) =
             crate::db::queries::session_status(conn, session_id).map_err(|e| e.to_string())?;
         if last.as_ref() != Some(&(status.clone(), progress)) {
-            eprintln!("[{:>6.1}s] {status:<20} {progress:>3}%", started.elapsed().as_secs_f64());
+            eprintln!(
+                "[{:>6.1}s] {status:<20} {progress:>3}%",
+                started.elapsed().as_secs_f64()
+            );
             last = Some((status.clone(), progress));
         }
         match status.as_str() {
@@ -112,11 +146,19 @@ fn follow(conn: &mut crate::db::DbConnection, session_id: uuid::Uuid) -> Result<
             _ => std::thread::sleep(Duration::from_millis(250)),
         }
     }
-    let speakers = crate::db::queries::session_results(conn, session_id).map_err(|e| e.to_string())?;
+    let speakers =
+        crate::db::queries::session_results(conn, session_id).map_err(|e| e.to_string())?;
     println!("{:<12} {:>8} {:>10}  words", "speaker", "turns", "talk (s)");
     for (label, turns, talk, counts) in speakers {
         let words: Vec<String> = counts.iter().map(|(w, n)| format!("{w}×{n}")).collect();
-        println!("{label:<12} {turns:>8} {talk:>10.1}  {}", if words.is_empty() { "-".into() } else { words.join(" ") });
+        println!(
+            "{label:<12} {turns:>8} {talk:>10.1}  {}",
+            if words.is_empty() {
+                "-".into()
+            } else {
+                words.join(" ")
+            }
+        );
     }
     Ok(0)
 }
@@ -130,6 +172,11 @@ pub fn audio_options(config: &Config) -> crate::audio::AudioOptions {
 }
 
 /// `analyze`: the pipeline on local files, no Redis or database.
-pub fn analyze(config: &Config, files: &[PathBuf], format: Format, num_speakers: Option<usize>) -> Result<u8, String> {
+pub fn analyze(
+    config: &Config,
+    files: &[PathBuf],
+    format: Format,
+    num_speakers: Option<usize>,
+) -> Result<u8, String> {
     crate::speech::analyze_files(config, files, format, num_speakers)
 }

@@ -13,15 +13,30 @@ use clap::Args;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Redis holding the job queue.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     pub redis_url: String,
 
     /// The app's database: postgres://… (production) or a SQLite file path / sqlite://… .
-    #[arg(long, env = "DATABASE_URL", default_value = "./data/lahstats.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "./data/lahstats.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Directory holding the model files made by scripts/prepare-models.
-    #[arg(long, env = "LAHSTATS_MODELS_DIR", default_value = "./models", global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_MODELS_DIR",
+        default_value = "./models",
+        global = true
+    )]
     pub models_dir: PathBuf,
 
     /// Inference device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.
@@ -29,7 +44,12 @@ pub struct Config {
     pub device: String,
 
     /// Prefix of every Redis key the worker uses (tests give each run its own).
-    #[arg(long, env = "LAHSTATS_KEY_PREFIX", default_value = "lahstats", global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_KEY_PREFIX",
+        default_value = "lahstats",
+        global = true
+    )]
     pub key_prefix: String,
 
     /// The list the API pushes jobs onto (default: <prefix>:processing).
@@ -45,7 +65,12 @@ pub struct Config {
     pub max_retries: u32,
 
     /// Delay before the first retry in seconds; each further retry waits twice as long.
-    #[arg(long, env = "LAHSTATS_RETRY_BASE_DELAY", default_value_t = 5.0, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_RETRY_BASE_DELAY",
+        default_value_t = 5.0,
+        global = true
+    )]
     pub retry_base_delay: f64,
 
     /// This worker's id in Redis (default: <hostname>-<pid>). Must be unique per live process.
@@ -54,32 +79,67 @@ pub struct Config {
 
     /// Seconds a worker's heartbeat lives; a worker silent for longer is presumed dead and its
     /// jobs are requeued.
-    #[arg(long, env = "LAHSTATS_HEARTBEAT_TTL", default_value_t = 30.0, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_HEARTBEAT_TTL",
+        default_value_t = 30.0,
+        global = true
+    )]
     pub heartbeat_ttl: f64,
 
     /// Seconds the job in hand may take to finish after SIGTERM before the worker exits anyway
     /// (the job then stays in Redis and is taken again).
-    #[arg(long, env = "LAHSTATS_DRAIN_TIMEOUT", default_value_t = 300.0, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_DRAIN_TIMEOUT",
+        default_value_t = 300.0,
+        global = true
+    )]
     pub drain_timeout: f64,
 
     /// Largest job payload accepted, in bytes; larger ones go straight to the failed list.
-    #[arg(long, env = "LAHSTATS_MAX_PAYLOAD_BYTES", default_value_t = 65_536, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_MAX_PAYLOAD_BYTES",
+        default_value_t = 65_536,
+        global = true
+    )]
     pub max_payload_bytes: usize,
 
     /// Root directory for relative chunk paths, and where processed files (samples) are written.
-    #[arg(long, env = "LAHSTATS_STORAGE_DIR", default_value = "./data/storage", global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_STORAGE_DIR",
+        default_value = "./data/storage",
+        global = true
+    )]
     pub storage_dir: PathBuf,
 
     /// Longest session accepted, in seconds of audio.
-    #[arg(long, env = "LAHSTATS_MAX_AUDIO_SECONDS", default_value_t = 14_400.0, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_MAX_AUDIO_SECONDS",
+        default_value_t = 14_400.0,
+        global = true
+    )]
     pub max_audio_seconds: f64,
 
     /// Unix socket where the daemon answers stats queries.
-    #[arg(long, env = "LAHSTATS_SOCKET", default_value = "./data/run/lahstats.sock", global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_SOCKET",
+        default_value = "./data/run/lahstats.sock",
+        global = true
+    )]
     pub socket: PathBuf,
 
     /// Seconds between stats lines while idle.
-    #[arg(long, env = "LAHSTATS_STATS_INTERVAL", default_value_t = 300.0, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_STATS_INTERVAL",
+        default_value_t = 300.0,
+        global = true
+    )]
     pub stats_interval: f64,
 
     /// Fewest speakers to look for (default: estimated from the audio).
@@ -91,7 +151,12 @@ pub struct Config {
     pub max_speakers: Option<usize>,
 
     /// Whisper model directory name under the models directory.
-    #[arg(long, env = "LAHSTATS_WHISPER_MODEL", default_value = "whisper-tiny.en", global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_WHISPER_MODEL",
+        default_value = "whisper-tiny.en",
+        global = true
+    )]
     pub whisper_model: String,
 
     /// Text that biases Whisper towards the Singlish vocabulary ("" turns it off).
@@ -99,7 +164,12 @@ pub struct Config {
     pub initial_prompt: Option<String>,
 
     /// Replace results even when users have already claimed the session's speakers.
-    #[arg(long, env = "LAHSTATS_FORCE_RECLAIM", default_value_t = false, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_FORCE_RECLAIM",
+        default_value_t = false,
+        global = true
+    )]
     pub force_reclaim: bool,
 }
 
@@ -125,11 +195,15 @@ impl Config {
     }
 
     pub fn processing_queue(&self) -> String {
-        self.queue.clone().unwrap_or_else(|| format!("{}:processing", self.key_prefix))
+        self.queue
+            .clone()
+            .unwrap_or_else(|| format!("{}:processing", self.key_prefix))
     }
 
     pub fn failed_queue(&self) -> String {
-        self.failed_queue.clone().unwrap_or_else(|| format!("{}:failed", self.key_prefix))
+        self.failed_queue
+            .clone()
+            .unwrap_or_else(|| format!("{}:failed", self.key_prefix))
     }
 
     pub fn worker_id(&self) -> String {
@@ -210,7 +284,10 @@ mod tests {
 
     #[test]
     fn passwords_are_masked() {
-        assert_eq!(mask_url("redis://:secret@host:6379/0"), "redis://:***@host:6379/0");
+        assert_eq!(
+            mask_url("redis://:secret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
         assert_eq!(
             mask_url("postgres://app:pa@ss@db.example/lah"),
             "postgres://app:***@db.example/lah"

@@ -103,11 +103,15 @@ pub fn parse(raw: &str, max_bytes: usize) -> Result<JobPayload, JobError> {
     match object.get("session_id") {
         None | Some(Value::Null) => return Err(JobError::permanent("payload has no session_id")),
         Some(Value::String(id)) if Uuid::parse_str(id).is_err() => {
-            return Err(JobError::permanent(format!("session_id {id:?} is not a valid uuid")))
+            return Err(JobError::permanent(format!(
+                "session_id {id:?} is not a valid uuid"
+            )))
         }
         Some(Value::String(_)) => {}
         Some(other) => {
-            return Err(JobError::permanent(format!("session_id {other} is not a string")))
+            return Err(JobError::permanent(format!(
+                "session_id {other} is not a string"
+            )))
         }
     }
     serde_json::from_value(value)
@@ -124,13 +128,15 @@ pub fn loose_session_id(raw: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const SEED: &str =
-        r#"{"session_id": "6f1c1a52-8d0e-4a8e-9c39-0d4f1f7c2b11", "queued_at": "2026-01-17T19:00:00"}"#;
+    const SEED: &str = r#"{"session_id": "6f1c1a52-8d0e-4a8e-9c39-0d4f1f7c2b11", "queued_at": "2026-01-17T19:00:00"}"#;
 
     #[test]
     fn the_apis_payload_parses_unchanged() {
         let job = parse(SEED, 65536).expect("seed payload");
-        assert_eq!(job.session_id.to_string(), "6f1c1a52-8d0e-4a8e-9c39-0d4f1f7c2b11");
+        assert_eq!(
+            job.session_id.to_string(),
+            "6f1c1a52-8d0e-4a8e-9c39-0d4f1f7c2b11"
+        );
         assert_eq!(job.queued_at.as_deref(), Some("2026-01-17T19:00:00"));
         assert_eq!(job.attempt, 0);
         let round: Value = serde_json::from_str(&job.to_json()).unwrap();
@@ -147,7 +153,9 @@ mod tests {
         assert_eq!(value["n"]["a"], 1);
         assert_eq!(value["attempt"], 1);
         assert_eq!(value["last_error"], "db down");
-        let again = parse(&retried.to_json(), 65536).unwrap().next_attempt("x", chrono::Utc::now());
+        let again = parse(&retried.to_json(), 65536)
+            .unwrap()
+            .next_attempt("x", chrono::Utc::now());
         assert_eq!(again.attempt, 2);
         assert_eq!(again.first_failed_at, retried.first_failed_at);
         assert_eq!(again.reset_attempts().attempt, 0);
@@ -167,7 +175,14 @@ mod tests {
             assert!(!err.is_transient(), "{raw}");
             assert!(err.message.contains(reason), "{raw}: {}", err.message);
         }
-        let huge = format!(r#"{{"session_id":"{}","pad":"{}"}}"#, Uuid::nil(), "x".repeat(100));
-        assert!(parse(&huge, 64).unwrap_err().message.contains("over the 64-byte limit"));
+        let huge = format!(
+            r#"{{"session_id":"{}","pad":"{}"}}"#,
+            Uuid::nil(),
+            "x".repeat(100)
+        );
+        assert!(parse(&huge, 64)
+            .unwrap_err()
+            .message
+            .contains("over the 64-byte limit"));
     }
 }

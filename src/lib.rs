@@ -16,8 +16,8 @@ pub mod pipeline;
 pub mod processor;
 pub mod queue;
 pub mod session;
-pub mod speech;
 pub mod singlish;
+pub mod speech;
 pub mod stats;
 pub mod supervise;
 

@@ -24,13 +24,19 @@ fn dispatch(cli: Cli) -> Result<u8, String> {
     let config = cli.config;
     match cli.command {
         Command::Run => lahstats_worker::commands::run(config),
-        Command::Analyze { files, format, num_speakers } => {
-            lahstats_worker::commands::analyze(&config, &files, format, num_speakers)
+        Command::Analyze {
+            files,
+            format,
+            num_speakers,
+        } => lahstats_worker::commands::analyze(&config, &files, format, num_speakers),
+        Command::Submit {
+            files,
+            session_id,
+            wait,
+        } => lahstats_worker::commands::submit(&config, &files, session_id, wait),
+        Command::Stats { json, prometheus } => {
+            lahstats_worker::commands::stats(&config, json, prometheus)
         }
-        Command::Submit { files, session_id, wait } => {
-            lahstats_worker::commands::submit(&config, &files, session_id, wait)
-        }
-        Command::Stats { json, prometheus } => lahstats_worker::commands::stats(&config, json, prometheus),
         Command::Failed { action } => failed(&config, action),
         Command::Migrate => lahstats_worker::commands::migrate(&config),
         Command::Models { .. } => lahstats_worker::commands::models_check(&config),
@@ -44,8 +50,9 @@ fn failed(config: &Config, action: FailedAction) -> Result<u8, String> {
         FailedAction::List { json } => failed::list(&mut queue, json).map(|_| ()),
         FailedAction::Retry { session_id, .. } => failed::retry(&mut queue, session_id.as_deref())
             .map(|n| println!("{n} job(s) requeued onto {}", queue.keys.processing)),
-        FailedAction::Purge { older_than } => failed::purge(&mut queue, older_than)
-            .map(|n| println!("{n} failed job(s) deleted")),
+        FailedAction::Purge { older_than } => {
+            failed::purge(&mut queue, older_than).map(|n| println!("{n} failed job(s) deleted"))
+        }
     };
     result.map(|_| 0).map_err(|err| err.to_string())
 }

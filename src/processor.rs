@@ -38,12 +38,20 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(factory: &PipelineFactory, db: Addr<DbWriter>, settings: ProcessorSettings) -> Processor {
+    pub fn new(
+        factory: &PipelineFactory,
+        db: Addr<DbWriter>,
+        settings: ProcessorSettings,
+    ) -> Processor {
         let pipeline = factory();
         if let Err(err) = &pipeline {
             log::error!("Processor could not load its pipeline: {err}");
         }
-        Processor { pipeline, db, settings }
+        Processor {
+            pipeline,
+            db,
+            settings,
+        }
     }
 }
 
@@ -74,7 +82,11 @@ impl Handler<ProcessJob> for Processor {
     fn handle(&mut self, job: ProcessJob, ctx: &mut Self::Context) {
         let outcome = guard("Processor", ctx, || self.process(&job.payload))
             .unwrap_or_else(|| Err(JobError::transient("the processor crashed on this job")));
-        job.reply_to.do_send(JobDone { raw: job.raw, payload: job.payload, outcome });
+        job.reply_to.do_send(JobDone {
+            raw: job.raw,
+            payload: job.payload,
+            outcome,
+        });
     }
 }
 
@@ -88,7 +100,10 @@ impl Processor {
         let rule = "=".repeat(70);
         log::info!("{rule}");
         log::info!("🎬 Processing session: {session_id}");
-        log::info!("   Queued at: {}", payload.queued_at.as_deref().unwrap_or("?"));
+        log::info!(
+            "   Queued at: {}",
+            payload.queued_at.as_deref().unwrap_or("?")
+        );
         log::info!("{}", "-".repeat(70));
 
         let input = ask(&self.db, LoadSession { session_id })?;
@@ -111,7 +126,14 @@ impl Processor {
                 last_stage = Some(stage);
             }
             // Progress is for the app's progress bar; a missed update is not worth failing for.
-            if let Err(err) = ask(&db, ReportProgress { session_id, stage, percent }) {
+            if let Err(err) = ask(
+                &db,
+                ReportProgress {
+                    session_id,
+                    stage,
+                    percent,
+                },
+            ) {
                 log::debug!("Progress update skipped: {err}");
             }
         };
@@ -119,14 +141,30 @@ impl Processor {
 
         let saving = Instant::now();
         progress(Stage::SavingResults, 0);
-        ask(&self.db, SaveResults { results: analysis.results.clone(), force: self.settings.force_reclaim })?;
-        analysis.stage_seconds.push((Stage::SavingResults, saving.elapsed().as_secs_f64()));
+        ask(
+            &self.db,
+            SaveResults {
+                results: analysis.results.clone(),
+                force: self.settings.force_reclaim,
+            },
+        )?;
+        analysis
+            .stage_seconds
+            .push((Stage::SavingResults, saving.elapsed().as_secs_f64()));
 
         let sampling = Instant::now();
         progress(Stage::GeneratingSamples, 0);
         let samples = pipeline.write_samples(&analysis, &mut progress)?;
-        ask(&self.db, FinishSession { session_id, samples })?;
-        analysis.stage_seconds.push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));
+        ask(
+            &self.db,
+            FinishSession {
+                session_id,
+                samples,
+            },
+        )?;
+        analysis
+            .stage_seconds
+            .push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));
 
         let summary = summarize(&analysis, started.elapsed().as_secs_f64());
         log_success(&summary);
@@ -144,7 +182,9 @@ where
 {
     match block_on(db.send(message)) {
         Ok(answer) => answer.map_err(Into::into),
-        Err(err) => Err(JobError::transient(format!("the database writer is unavailable: {err}"))),
+        Err(err) => Err(JobError::transient(format!(
+            "the database writer is unavailable: {err}"
+        ))),
     }
 }
 
@@ -155,7 +195,11 @@ fn summarize(analysis: &crate::pipeline::Analysis, processing_seconds: f64) -> J
         audio_seconds: results.duration_seconds,
         speakers: results.speakers.len(),
         segments: results.segments.len(),
-        total_words: results.segments.iter().map(|s| s.text.split_whitespace().count()).sum(),
+        total_words: results
+            .segments
+            .iter()
+            .map(|s| s.text.split_whitespace().count())
+            .sum(),
         target_words: results
             .speakers
             .iter()
@@ -180,11 +224,17 @@ fn log_success(summary: &JobSummary) {
     log::info!("✅ Segments: {}", summary.segments);
     log::info!("✅ Total words: {}", summary.total_words);
     log::info!("✅ Singlish words counted: {}", summary.target_words);
-    let stages: Vec<String> =
-        summary.stage_seconds.iter().map(|(s, t)| format!("{s} {t:.2}s")).collect();
+    let stages: Vec<String> = summary
+        .stage_seconds
+        .iter()
+        .map(|(s, t)| format!("{s} {t:.2}s"))
+        .collect();
     log::info!("✅ Stages: {}", stages.join(", "));
     if let Some(rtf) = summary.real_time_factor() {
-        log::info!("✅ Processing: {:.2}s (real-time factor {rtf:.3})", summary.processing_seconds);
+        log::info!(
+            "✅ Processing: {:.2}s (real-time factor {rtf:.3})",
+            summary.processing_seconds
+        );
     }
     log::info!("✅ {rule}");
 }

@@ -14,7 +14,10 @@ where
     match catch_unwind(AssertUnwindSafe(work)) {
         Ok(value) => Some(value),
         Err(panic) => {
-            log::error!("💥 {name} panicked: {}; restarting it", panic_message(&panic));
+            log::error!(
+                "💥 {name} panicked: {}; restarting it",
+                panic_message(&panic)
+            );
             ctx.stop();
             None
         }

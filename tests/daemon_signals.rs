@@ -12,9 +12,18 @@ fn daemon_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", redis_url()),
         ("DATABASE_URL", dir.join("worker.db").display().to_string()),
-        ("LAHSTATS_KEY_PREFIX", format!("test-{}", uuid::Uuid::new_v4().simple())),
-        ("LAHSTATS_SOCKET", dir.join("run/worker.sock").display().to_string()),
-        ("LAHSTATS_STORAGE_DIR", dir.join("storage").display().to_string()),
+        (
+            "LAHSTATS_KEY_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "LAHSTATS_SOCKET",
+            dir.join("run/worker.sock").display().to_string(),
+        ),
+        (
+            "LAHSTATS_STORAGE_DIR",
+            dir.join("storage").display().to_string(),
+        ),
     ]
 }
 
@@ -22,19 +31,38 @@ fn daemon_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
 fn sigterm_while_idle_exits_zero_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path(), &["run"], &daemon_env(dir.path()));
-    assert!(daemon.wait_for_log("Listening for jobs", Duration::from_secs(60)), "never listened");
-    for banner_line in ["LahStats ML Processing Worker", "Processing Queue:", "Retry Delays: 5s, 10s, 20s", "Redis URL:"] {
+    assert!(
+        daemon.wait_for_log("Listening for jobs", Duration::from_secs(60)),
+        "never listened"
+    );
+    for banner_line in [
+        "LahStats ML Processing Worker",
+        "Processing Queue:",
+        "Retry Delays: 5s, 10s, 20s",
+        "Redis URL:",
+    ] {
         assert!(daemon.has_log(banner_line), "banner lacks {banner_line:?}");
     }
     assert!(daemon.wait_for_log("Redis connection established", Duration::from_secs(5)));
 
     let sent = Instant::now();
     daemon.signal(libc::SIGTERM);
-    let code = daemon.wait_exit(Duration::from_secs(2)).expect("still running 2 s after SIGTERM");
+    let code = daemon
+        .wait_exit(Duration::from_secs(2))
+        .expect("still running 2 s after SIGTERM");
     println!("exited {code:?} {:?} after SIGTERM", sent.elapsed());
     assert_eq!(code, Some(0));
-    for line in ["Received SIGTERM", "QueueListener stopped", "RetryScheduler stopped", "DbWriter stopped", "Worker Shutdown Complete"] {
+    for line in [
+        "Received SIGTERM",
+        "QueueListener stopped",
+        "RetryScheduler stopped",
+        "DbWriter stopped",
+        "Worker Shutdown Complete",
+    ] {
         assert!(daemon.has_log(line), "log lacks {line:?}");
     }
-    assert!(!dir.path().join("run/worker.sock").exists(), "socket removed on exit");
+    assert!(
+        !dir.path().join("run/worker.sock").exists(),
+        "socket removed on exit"
+    );
 }

@@ -27,10 +27,17 @@ fn three_workers_process_every_job_exactly_once() {
     let started = Instant::now();
     let mut queue = queue_for(&configs[0]);
     for session in &sessions {
-        queue.enqueue(&lahstats_worker::job::JobPayload::new(*session).to_json()).unwrap();
+        queue
+            .enqueue(&lahstats_worker::job::JobPayload::new(*session).to_json())
+            .unwrap();
     }
     assert!(
-        wait_until(Duration::from_secs(120), || script.completed.lock().unwrap().len() >= JOBS),
+        wait_until(Duration::from_secs(120), || script
+            .completed
+            .lock()
+            .unwrap()
+            .len()
+            >= JOBS),
         "only {} of {JOBS} jobs completed",
         script.completed.lock().unwrap().len()
     );
@@ -42,15 +49,27 @@ fn three_workers_process_every_job_exactly_once() {
         *per_session.entry(*session).or_default() += 1;
     }
     assert_eq!(per_session.len(), JOBS, "every session processed");
-    assert!(per_session.values().all(|n| *n == 1), "a session was processed twice");
-    println!("{JOBS} jobs, 3 workers: {:.1} jobs/s, each exactly once", JOBS as f64 / elapsed.as_secs_f64());
+    assert!(
+        per_session.values().all(|n| *n == 1),
+        "a session was processed twice"
+    );
+    println!(
+        "{JOBS} jobs, 3 workers: {:.1} jobs/s, each exactly once",
+        JOBS as f64 / elapsed.as_secs_f64()
+    );
 
     let mut conn = redis(&configs[0]);
     for config in &configs {
-        let inflight: usize = redis::cmd("LLEN").arg(queue_for(config).keys.inflight()).query(&mut conn).unwrap();
+        let inflight: usize = redis::cmd("LLEN")
+            .arg(queue_for(config).keys.inflight())
+            .query(&mut conn)
+            .unwrap();
         assert_eq!(inflight, 0);
     }
-    let depth: usize = redis::cmd("LLEN").arg(&queue.keys.processing).query(&mut conn).unwrap();
+    let depth: usize = redis::cmd("LLEN")
+        .arg(&queue.keys.processing)
+        .query(&mut conn)
+        .unwrap();
     assert_eq!(depth, 0);
     for worker in workers {
         assert_eq!(worker.stop(), 0);

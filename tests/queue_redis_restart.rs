@@ -23,11 +23,17 @@ fn every_job_survives_a_redis_restart() {
     let push = |ids: &[uuid::Uuid]| {
         let mut queue = queue_for(&config);
         for id in ids {
-            queue.enqueue(&lahstats_worker::job::JobPayload::new(*id).to_json()).unwrap();
+            queue
+                .enqueue(&lahstats_worker::job::JobPayload::new(*id).to_json())
+                .unwrap();
         }
     };
     push(&sessions[0..3]);
-    assert!(wait_until(Duration::from_secs(5), || !script.completed.lock().unwrap().is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || !script
+        .completed
+        .lock()
+        .unwrap()
+        .is_empty()));
 
     server.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -39,7 +45,9 @@ fn every_job_survives_a_redis_restart() {
 
     assert!(
         wait_until(Duration::from_secs(30), || {
-            sessions.iter().all(|s| session_status(&config, *s).0 == "ready_for_claiming")
+            sessions
+                .iter()
+                .all(|s| session_status(&config, *s).0 == "ready_for_claiming")
         }),
         "not every job was processed after the restart"
     );

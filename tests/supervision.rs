@@ -21,21 +21,38 @@ fn a_panicking_processor_is_restarted_and_the_job_still_succeeds() {
 
     // A first job succeeds, so the StatsReporter has state worth keeping.
     let before = register_session(&config, 1);
-    queue.enqueue(&lahstats_worker::job::JobPayload::new(before).to_json()).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || session_status(&config, before).0 == "ready_for_claiming"));
+    queue
+        .enqueue(&lahstats_worker::job::JobPayload::new(before).to_json())
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || session_status(
+        &config, before
+    )
+    .0
+        == "ready_for_claiming"));
 
     script.panics.store(1, Ordering::SeqCst);
     let session = register_session(&config, 1);
-    queue.enqueue(&lahstats_worker::job::JobPayload::new(session).to_json()).unwrap();
+    queue
+        .enqueue(&lahstats_worker::job::JobPayload::new(session).to_json())
+        .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || session_status(&config, session).0 == "ready_for_claiming"),
+        wait_until(Duration::from_secs(10), || session_status(&config, session)
+            .0
+            == "ready_for_claiming"),
         "the job after the panic never succeeded"
     );
-    assert_eq!(script.calls_for(session).len(), 2, "one panicking attempt, one good one");
+    assert_eq!(
+        script.calls_for(session).len(),
+        2,
+        "one panicking attempt, one good one"
+    );
 
     let workers = futures::executor::block_on(worker.supervisor.send(GetWorkers)).unwrap();
     let stats = futures::executor::block_on(workers.stats.send(GetStats)).unwrap();
-    assert_eq!(stats.succeeded, 2, "the StatsReporter kept its count across the restart");
+    assert_eq!(
+        stats.succeeded, 2,
+        "the StatsReporter kept its count across the restart"
+    );
     assert_eq!(stats.retried, 1);
     assert_eq!(stats.received, 3);
     assert_eq!(worker.stop(), 0);

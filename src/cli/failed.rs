@@ -66,7 +66,9 @@ pub fn retry(queue: &mut RedisQueue, session: Option<&str>) -> Result<usize, Que
         }
         let job = match &entry.record {
             Some(record) => record.job_to_retry(),
-            None => crate::job::parse(&entry.stored, usize::MAX).ok().map(|p| p.reset_attempts()),
+            None => crate::job::parse(&entry.stored, usize::MAX)
+                .ok()
+                .map(|p| p.reset_attempts()),
         };
         match job {
             Some(job) => {
@@ -75,7 +77,10 @@ pub fn retry(queue: &mut RedisQueue, session: Option<&str>) -> Result<usize, Que
                     moved += 1;
                 }
             }
-            None => println!("Skipping an entry with no valid job in it: {}", entry.stored),
+            None => println!(
+                "Skipping an entry with no valid job in it: {}",
+                entry.stored
+            ),
         }
     }
     Ok(moved)
@@ -107,14 +112,23 @@ pub fn purge(queue: &mut RedisQueue, older_than: Option<Duration>) -> Result<usi
 /// Parses "30s", "15m", "12h", "7d" or plain seconds.
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len()));
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 7d"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 7d"))?;
     let seconds = match unit {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
+            ))
+        }
     };
     Ok(Duration::from_secs_f64(seconds.max(0.0)))
 }

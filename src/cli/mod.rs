@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 
 #[derive(Debug, Parser)]
-#[command(name = "lahstats-worker", version, about = "LahStats processing worker: who said lah how many times")]
+#[command(
+    name = "lahstats-worker",
+    version,
+    about = "LahStats processing worker: who said lah how many times"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub config: Config,

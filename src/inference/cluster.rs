@@ -48,7 +48,10 @@ pub fn cluster_embeddings(
     opts: &ClusterOptions,
 ) -> Result<Vec<usize>, InferenceError> {
     let n = usize::try_from(embeddings.size().first().copied().unwrap_or(0)).unwrap_or(0);
-    let max_speakers = opts.max_speakers.unwrap_or(DEFAULT_MAX_SPEAKERS).clamp(1, n.max(1));
+    let max_speakers = opts
+        .max_speakers
+        .unwrap_or(DEFAULT_MAX_SPEAKERS)
+        .clamp(1, n.max(1));
     let min_speakers = opts.min_speakers.unwrap_or(1).clamp(1, max_speakers);
     if n <= 1 || max_speakers == 1 {
         return Ok(vec![0; n]);
@@ -56,9 +59,13 @@ pub fn cluster_embeddings(
     let embeddings = embeddings.to_device(Device::Cpu).to_kind(Kind::Double);
     let spectral = if n >= MIN_SPECTRAL_WINDOWS {
         let cosine = embeddings.f_matmul(&embeddings.tr())?.clamp(-1.0, 1.0);
-        let (eigenvalues, eigenvectors) = refine_affinity(&cosine, opts.p_percentile)?.f_linalg_eigh("L")?;
+        let (eigenvalues, eigenvectors) =
+            refine_affinity(&cosine, opts.p_percentile)?.f_linalg_eigh("L")?;
         // eigh sorts ascending; the speakers are in the largest ones.
-        Some((Vec::<f64>::try_from(eigenvalues.flip([0]))?, eigenvectors.flip([1])))
+        Some((
+            Vec::<f64>::try_from(eigenvalues.flip([0]))?,
+            eigenvectors.flip([1]),
+        ))
     } else {
         None
     };
@@ -67,7 +74,10 @@ pub fn cluster_embeddings(
     let assign = |k: usize| match &spectral {
         Some((_, eigenvectors)) => {
             let leading = eigenvectors.narrow(1, 0, k as i64);
-            kmeans(&(&leading / leading.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)), k)
+            kmeans(
+                &(&leading / leading.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)),
+                k,
+            )
         }
         None => kmeans(&embeddings, k),
     };
@@ -97,17 +107,30 @@ pub fn cluster_embeddings(
 /// Cosine between the centroids of the windows labelled 0 and those labelled 1.
 fn centroid_cosine(embeddings: &Tensor, labels: &[usize]) -> Result<f64, InferenceError> {
     let centroid = |label: usize| -> Result<Tensor, InferenceError> {
-        let rows: Vec<i64> =
-            labels.iter().enumerate().filter(|(_, &l)| l == label).map(|(i, _)| i as i64).collect();
+        let rows: Vec<i64> = labels
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l == label)
+            .map(|(i, _)| i as i64)
+            .collect();
         if rows.is_empty() {
-            return Ok(Tensor::zeros([embeddings.size()[1]], (Kind::Double, Device::Cpu)));
+            return Ok(Tensor::zeros(
+                [embeddings.size()[1]],
+                (Kind::Double, Device::Cpu),
+            ));
         }
-        Ok(embeddings.f_index_select(0, &Tensor::from_slice(&rows))?.mean_dim([0i64].as_slice(), false, Kind::Double))
+        Ok(embeddings
+            .f_index_select(0, &Tensor::from_slice(&rows))?
+            .mean_dim([0i64].as_slice(), false, Kind::Double))
     };
     let (a, b) = (centroid(0)?, centroid(1)?);
     let norms = (a.norm() * b.norm()).double_value(&[]);
     // An empty side means k-means found one group: as similar as can be.
-    Ok(if norms > 0.0 { a.dot(&b).double_value(&[]) / norms } else { 1.0 })
+    Ok(if norms > 0.0 {
+        a.dot(&b).double_value(&[]) / norms
+    } else {
+        1.0
+    })
 }
 
 /// The refined affinity: crop diagonal → row-wise percentile threshold → max(A, Aᵀ) →
@@ -141,7 +164,10 @@ fn eigengap_count(eigenvalues: &[f64], min: usize, max: usize) -> usize {
     let largest = eigenvalues.first().copied().unwrap_or(1.0).max(1e-12);
     (min..=max)
         .map(|k| (k, (eigenvalues[k - 1] - eigenvalues[k]) / largest))
-        .fold((min, f64::MIN), |best, (k, gap)| if gap > best.1 { (k, gap) } else { best })
+        .fold(
+            (min, f64::MIN),
+            |best, (k, gap)| if gap > best.1 { (k, gap) } else { best },
+        )
         .0
 }
 
@@ -202,16 +228,33 @@ mod tests {
     #[test]
     fn one_tight_group_is_one_speaker_and_bounds_hold() {
         let (x, _) = blobs(&[30], 0.05);
-        assert!(cluster_embeddings(&x, &ClusterOptions::default()).unwrap().iter().all(|&l| l == 0));
-        let two = ClusterOptions { min_speakers: Some(2), ..ClusterOptions::default() };
+        assert!(cluster_embeddings(&x, &ClusterOptions::default())
+            .unwrap()
+            .iter()
+            .all(|&l| l == 0));
+        let two = ClusterOptions {
+            min_speakers: Some(2),
+            ..ClusterOptions::default()
+        };
         let labels = cluster_embeddings(&x, &two).unwrap();
         assert_eq!(labels.iter().max(), Some(&1), "{labels:?}");
         let (x, _) = blobs(&[10, 10, 10], 0.05);
-        let at_most_two = ClusterOptions { max_speakers: Some(2), ..ClusterOptions::default() };
-        assert!(cluster_embeddings(&x, &at_most_two).unwrap().iter().all(|&l| l < 2));
+        let at_most_two = ClusterOptions {
+            max_speakers: Some(2),
+            ..ClusterOptions::default()
+        };
+        assert!(cluster_embeddings(&x, &at_most_two)
+            .unwrap()
+            .iter()
+            .all(|&l| l < 2));
         let empty = Tensor::zeros([0, 16], (Kind::Float, Device::Cpu));
-        assert!(cluster_embeddings(&empty, &ClusterOptions::default()).unwrap().is_empty());
+        assert!(cluster_embeddings(&empty, &ClusterOptions::default())
+            .unwrap()
+            .is_empty());
         let (x, _) = blobs(&[1], 0.05);
-        assert_eq!(cluster_embeddings(&x, &ClusterOptions::default()).unwrap(), vec![0]);
+        assert_eq!(
+            cluster_embeddings(&x, &ClusterOptions::default()).unwrap(),
+            vec![0]
+        );
     }
 }

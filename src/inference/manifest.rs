@@ -37,16 +37,23 @@ pub struct CheckReport {
 /// Reads the manifest of a models directory.
 pub fn read(models_dir: &Path) -> Result<Vec<ModelEntry>, InferenceError> {
     let path = models_dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| InferenceError::ModelMissing { path: path.clone() })?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .map_err(|err| InferenceError::ModelInvalid { path: path.clone(), reason: err.to_string() })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| InferenceError::ModelMissing { path: path.clone() })?;
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|err| InferenceError::ModelInvalid {
+            path: path.clone(),
+            reason: err.to_string(),
+        })?;
     Ok(manifest.models)
 }
 
 /// Verifies every file of the manifest: present, and with the recorded sha256.
 pub fn check(models_dir: &Path) -> Result<CheckReport, InferenceError> {
     let entries = read(models_dir)?;
-    let mut report = CheckReport { lines: Vec::new(), ok: !entries.is_empty() };
+    let mut report = CheckReport {
+        lines: Vec::new(),
+        ok: !entries.is_empty(),
+    };
     for entry in &entries {
         let path = models_dir.join(&entry.file);
         let verdict = match sha256_of(&path) {
@@ -61,7 +68,9 @@ pub fn check(models_dir: &Path) -> Result<CheckReport, InferenceError> {
         ));
     }
     if entries.is_empty() {
-        report.lines.push("the manifest lists no models: run scripts/prepare-models".into());
+        report
+            .lines
+            .push("the manifest lists no models: run scripts/prepare-models".into());
     }
     Ok(report)
 }
@@ -78,5 +87,9 @@ pub fn sha256_of(path: &PathBuf) -> std::io::Result<String> {
         }
         hasher.update(&block[..read]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

@@ -82,14 +82,23 @@ impl RedisQueue {
 
     fn connection(&mut self) -> Result<&mut Connection, QueueError> {
         if self.connection.is_none() {
-            let connect = |source| QueueError::Connect { url: crate::config::mask_url(&self.url), source };
+            let connect = |source| QueueError::Connect {
+                url: crate::config::mask_url(&self.url),
+                source,
+            };
             let client = match self.client.take() {
                 Some(client) => client,
                 None => Client::open(self.url.as_str()).map_err(connect)?,
             };
-            let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT).map_err(connect)?;
-            connection.set_read_timeout(Some(READ_TIMEOUT)).map_err(connect)?;
-            connection.set_write_timeout(Some(READ_TIMEOUT)).map_err(connect)?;
+            let connection = client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .map_err(connect)?;
+            connection
+                .set_read_timeout(Some(READ_TIMEOUT))
+                .map_err(connect)?;
+            connection
+                .set_write_timeout(Some(READ_TIMEOUT))
+                .map_err(connect)?;
             self.client = Some(client);
             self.connection = Some(connection);
         }
@@ -107,7 +116,8 @@ impl RedisQueue {
             Some(connection) => (connection, &self.scripts),
             None => return Err(QueueError::Disconnected),
         };
-        let result = step(connection, scripts).map_err(|source| QueueError::Command { command, source });
+        let result =
+            step(connection, scripts).map_err(|source| QueueError::Command { command, source });
         if let Err(err) = &result {
             if err.is_connection_lost() {
                 self.connection = None;
@@ -117,7 +127,8 @@ impl RedisQueue {
     }
 
     pub fn ping(&mut self) -> Result<(), QueueError> {
-        self.run("PING", |c, _| redis::cmd("PING").query::<String>(c)).map(|_| ())
+        self.run("PING", |c, _| redis::cmd("PING").query::<String>(c))
+            .map(|_| ())
     }
 
     /// Waits up to `wait` for a job and moves it atomically into this worker's in-flight list.
@@ -139,7 +150,12 @@ impl RedisQueue {
         let (inflight, lock) = (self.keys.inflight(), self.lock_key(session_id));
         let worker = self.keys.worker_id.clone();
         self.run("ack", |c, s| {
-            s.ack.key(&inflight).key(&lock).arg(raw).arg(&worker).invoke::<i64>(c)
+            s.ack
+                .key(&inflight)
+                .key(&lock)
+                .arg(raw)
+                .arg(&worker)
+                .invoke::<i64>(c)
         })
         .map(|removed| removed > 0)
     }
@@ -198,13 +214,22 @@ impl RedisQueue {
     pub fn promote_due(&mut self, limit: usize) -> Result<usize, QueueError> {
         let (retry, processing) = (self.keys.retry.clone(), self.keys.processing.clone());
         self.run("promote_due", |c, s| {
-            s.promote_due.key(&retry).key(&processing).arg(now_ms()).arg(limit).invoke::<usize>(c)
+            s.promote_due
+                .key(&retry)
+                .key(&processing)
+                .arg(now_ms())
+                .arg(limit)
+                .invoke::<usize>(c)
         })
     }
 
     /// Says this worker is alive for `ttl` more and registers it with the reaper.
     pub fn heartbeat(&mut self, ttl: Duration) -> Result<(), QueueError> {
-        let (key, workers, id) = (self.keys.heartbeat(), self.keys.workers.clone(), self.keys.worker_id.clone());
+        let (key, workers, id) = (
+            self.keys.heartbeat(),
+            self.keys.workers.clone(),
+            self.keys.worker_id.clone(),
+        );
         self.run("heartbeat", |c, _| {
             redis::pipe()
                 .atomic()
@@ -232,8 +257,9 @@ impl RedisQueue {
     /// Returns how many jobs went back to the queue.
     pub fn reap_dead_workers(&mut self) -> Result<usize, QueueError> {
         let workers_key = self.keys.workers.clone();
-        let workers: Vec<String> =
-            self.run("SMEMBERS", |c, _| redis::cmd("SMEMBERS").arg(&workers_key).query(c))?;
+        let workers: Vec<String> = self.run("SMEMBERS", |c, _| {
+            redis::cmd("SMEMBERS").arg(&workers_key).query(c)
+        })?;
         let mut requeued = 0;
         let me = self.keys.worker_id.clone();
         for worker in workers.iter().filter(|w| **w != me) {
@@ -268,7 +294,12 @@ impl RedisQueue {
         let mut moved = 0;
         loop {
             let job: Option<String> = self.run("LMOVE", |c, _| {
-                redis::cmd("LMOVE").arg(&inflight).arg(&processing).arg("RIGHT").arg("RIGHT").query(c)
+                redis::cmd("LMOVE")
+                    .arg(&inflight)
+                    .arg(&processing)
+                    .arg("RIGHT")
+                    .arg("RIGHT")
+                    .query(c)
             })?;
             match job {
                 Some(_) => moved += 1,
@@ -300,7 +331,11 @@ impl RedisQueue {
     pub fn refresh_lock(&mut self, session_id: &str, ttl: Duration) -> Result<(), QueueError> {
         let (key, worker) = (self.keys.lock(session_id), self.keys.worker_id.clone());
         self.run("refresh_lock", |c, s| {
-            s.refresh_lock.key(&key).arg(&worker).arg(ttl.as_millis() as u64).invoke::<i64>(c)
+            s.refresh_lock
+                .key(&key)
+                .arg(&worker)
+                .arg(ttl.as_millis() as u64)
+                .invoke::<i64>(c)
         })
         .map(|_| ())
     }
@@ -308,11 +343,17 @@ impl RedisQueue {
     /// LPUSHes a job exactly as the API does.
     pub fn enqueue(&mut self, payload: &str) -> Result<(), QueueError> {
         let key = self.keys.processing.clone();
-        self.run("LPUSH", |c, _| redis::cmd("LPUSH").arg(&key).arg(payload).query::<()>(c))
+        self.run("LPUSH", |c, _| {
+            redis::cmd("LPUSH").arg(&key).arg(payload).query::<()>(c)
+        })
     }
 
     pub fn depths(&mut self) -> Result<QueueDepths, QueueError> {
-        let keys = (self.keys.processing.clone(), self.keys.retry.clone(), self.keys.failed.clone());
+        let keys = (
+            self.keys.processing.clone(),
+            self.keys.retry.clone(),
+            self.keys.failed.clone(),
+        );
         self.run("LLEN", |c, _| {
             let (processing, retry, failed): (u64, u64, u64) = redis::pipe()
                 .cmd("LLEN")
@@ -322,21 +363,32 @@ impl RedisQueue {
                 .cmd("LLEN")
                 .arg(&keys.2)
                 .query(c)?;
-            Ok(QueueDepths { processing, retry, failed })
+            Ok(QueueDepths {
+                processing,
+                retry,
+                failed,
+            })
         })
     }
 
     /// Every entry of the failed list, newest first, as stored.
     pub fn failed_entries(&mut self) -> Result<Vec<String>, QueueError> {
         let key = self.keys.failed.clone();
-        self.run("LRANGE", |c, _| redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c))
+        self.run("LRANGE", |c, _| {
+            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
+        })
     }
 
     /// Moves one failed entry back onto the queue as `payload`, atomically.
     pub fn requeue_failed(&mut self, entry: &str, payload: &str) -> Result<bool, QueueError> {
         let (failed, processing) = (self.keys.failed.clone(), self.keys.processing.clone());
         self.run("requeue_failed", |c, s| {
-            s.requeue_failed.key(&failed).key(&processing).arg(entry).arg(payload).invoke::<i64>(c)
+            s.requeue_failed
+                .key(&failed)
+                .key(&processing)
+                .arg(entry)
+                .arg(payload)
+                .invoke::<i64>(c)
         })
         .map(|moved| moved > 0)
     }
@@ -344,8 +396,14 @@ impl RedisQueue {
     /// Deletes one failed entry.
     pub fn remove_failed(&mut self, entry: &str) -> Result<bool, QueueError> {
         let key = self.keys.failed.clone();
-        self.run("LREM", |c, _| redis::cmd("LREM").arg(&key).arg(1).arg(entry).query::<i64>(c))
-            .map(|removed| removed > 0)
+        self.run("LREM", |c, _| {
+            redis::cmd("LREM")
+                .arg(&key)
+                .arg(1)
+                .arg(entry)
+                .query::<i64>(c)
+        })
+        .map(|removed| removed > 0)
     }
 
     fn lock_key(&self, session_id: Option<&str>) -> String {

@@ -159,7 +159,9 @@ impl Handler<Poll> for QueueListener {
         }
         if !self.connected && !self.try_connect() {
             // Wait out part of the backoff here; the mailbox stays responsive between polls.
-            let wait = self.next_reconnect.saturating_duration_since(Instant::now());
+            let wait = self
+                .next_reconnect
+                .saturating_duration_since(Instant::now());
             std::thread::sleep(wait.min(TAKE_WAIT));
             return self.schedule_poll(ctx);
         }
@@ -278,7 +280,11 @@ impl QueueListener {
             Ok(payload) => payload,
             Err(error) => {
                 log::error!("❌ Rejected a malformed job: {error}");
-                self.retry.do_send(HandleFailure { raw, payload: None, error });
+                self.retry.do_send(HandleFailure {
+                    raw,
+                    payload: None,
+                    error,
+                });
                 return;
             }
         };
@@ -298,7 +304,10 @@ impl QueueListener {
                 self.connection_lost(&err);
             }
         }
-        log::info!("📥 Job received: session {session} (attempt {})", payload.attempt + 1);
+        log::info!(
+            "📥 Job received: session {session} (attempt {})",
+            payload.attempt + 1
+        );
         log::debug!("Job payload: {raw}");
         self.in_hand.insert(raw.clone(), session);
         self.processor.do_send(ProcessJob {
@@ -327,11 +336,14 @@ impl QueueListener {
     /// Heartbeat, session locks, reaper and depths, each when due.
     fn keep_alive(&mut self) {
         let ttl = self.settings.heartbeat_ttl;
-        let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
+        let due =
+            |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
         if due(self.last_heartbeat, ttl / 3) {
             let sessions: Vec<String> = self.in_hand.values().cloned().collect();
             let beat = self.queue.heartbeat(ttl).and_then(|_| {
-                sessions.iter().try_for_each(|s| self.queue.refresh_lock(s, self.lock_ttl()))
+                sessions
+                    .iter()
+                    .try_for_each(|s| self.queue.refresh_lock(s, self.lock_ttl()))
             });
             match beat {
                 Ok(()) => self.last_heartbeat = Some(Instant::now()),
@@ -349,8 +361,15 @@ impl QueueListener {
     }
 
     fn report_state(&mut self) {
-        let depths = if self.connected { self.queue.depths().ok() } else { None };
-        self.stats.do_send(QueueState { depths, in_flight: self.in_hand.len() as u64 });
+        let depths = if self.connected {
+            self.queue.depths().ok()
+        } else {
+            None
+        };
+        self.stats.do_send(QueueState {
+            depths,
+            in_flight: self.in_hand.len() as u64,
+        });
     }
 
     /// A session lock outlives a missed heartbeat or two, not a dead worker for long.
@@ -362,11 +381,18 @@ impl QueueListener {
         if Instant::now() < self.next_reconnect {
             return false;
         }
-        match self.queue.ensure_connected().and_then(|_| self.queue.ping()) {
+        match self
+            .queue
+            .ensure_connected()
+            .and_then(|_| self.queue.ping())
+        {
             Ok(()) => {
                 if !self.connected {
                     self.announced_down = false;
-                    log::info!("✅ Redis connection established ({})", crate::config::mask_url(self.queue.url()));
+                    log::info!(
+                        "✅ Redis connection established ({})",
+                        crate::config::mask_url(self.queue.url())
+                    );
                     self.stats.do_send(ConnectionState::Redis(true));
                 }
                 self.connected = true;

@@ -17,9 +17,15 @@ pub use record::FailureRecord;
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("Connecting to Redis at {url} failed: {source}. Is Redis running there?")]
-    Connect { url: String, source: redis::RedisError },
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
     #[error("Redis command {command} failed: {source}")]
-    Command { command: &'static str, source: redis::RedisError },
+    Command {
+        command: &'static str,
+        source: redis::RedisError,
+    },
     #[error("No connection to Redis")]
     Disconnected,
 }

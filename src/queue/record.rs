@@ -53,7 +53,8 @@ impl FailureRecord {
 
     /// The job to enqueue again, with its attempts reset, when the payload is a valid job.
     pub fn job_to_retry(&self) -> Option<crate::job::JobPayload> {
-        let payload = serde_json::from_value::<crate::job::JobPayload>(self.payload.clone()).ok()?;
+        let payload =
+            serde_json::from_value::<crate::job::JobPayload>(self.payload.clone()).ok()?;
         Some(payload.reset_attempts())
     }
 }

@@ -48,7 +48,13 @@ impl RetryScheduler {
         db: Addr<DbWriter>,
         stats: Addr<StatsReporter>,
     ) -> RetryScheduler {
-        RetryScheduler { queue, policy, db, stats, pending: Vec::new() }
+        RetryScheduler {
+            queue,
+            policy,
+            db,
+            stats,
+            pending: Vec::new(),
+        }
     }
 }
 
@@ -93,7 +99,7 @@ impl Handler<HandleFailure> for RetryScheduler {
     type Result = ();
 
     fn handle(&mut self, failure: HandleFailure, _: &mut Self::Context) {
-        if let Err(failure) = self.settle(failure) {
+        if !self.settle(&failure) {
             self.pending.push(failure);
         }
     }
@@ -105,13 +111,16 @@ impl Handler<Tick> for RetryScheduler {
     fn handle(&mut self, _: Tick, _: &mut Self::Context) {
         let pending = std::mem::take(&mut self.pending);
         for failure in pending {
-            if let Err(failure) = self.settle(failure) {
+            if !self.settle(&failure) {
                 self.pending.push(failure);
             }
         }
         match self.queue.promote_due(PROMOTE_BATCH) {
             Ok(0) => {}
-            Ok(n) => log::info!("🔁 {n} retry(ies) due: back on {}", self.queue.keys.processing),
+            Ok(n) => log::info!(
+                "🔁 {n} retry(ies) due: back on {}",
+                self.queue.keys.processing
+            ),
             Err(err) => log::debug!("Retry promotion skipped: {err}"),
         }
     }
@@ -144,8 +153,8 @@ impl Handler<Shutdown> for RetryScheduler {
 // ---- helpers ----
 
 impl RetryScheduler {
-    /// Records one failure in Redis; gives it back when Redis could not be reached.
-    fn settle(&mut self, failure: HandleFailure) -> Result<(), HandleFailure> {
+    /// Records one failure in Redis; false when Redis could not be reached (try again later).
+    fn settle(&mut self, failure: &HandleFailure) -> bool {
         let attempts = failure.payload.as_ref().map_or(0, |p| p.attempt) + 1;
         let session = failure.payload.as_ref().map(|p| p.session_id.to_string());
         let retryable = failure.error.is_transient() && attempts <= self.policy.max_retries;
@@ -159,7 +168,10 @@ impl RetryScheduler {
                     .map(|moved| (moved, Some(delay)))
             }
             _ => {
-                let first = failure.payload.as_ref().and_then(|p| p.first_failed_at.clone());
+                let first = failure
+                    .payload
+                    .as_ref()
+                    .and_then(|p| p.first_failed_at.clone());
                 let record = FailureRecord::new(
                     &failure.raw,
                     attempts,
@@ -167,13 +179,15 @@ impl RetryScheduler {
                     first,
                     &self.queue.keys.worker_id,
                 );
-                self.queue.fail(&failure.raw, &record, session.as_deref()).map(|moved| (moved, None))
+                self.queue
+                    .fail(&failure.raw, &record, session.as_deref())
+                    .map(|moved| (moved, None))
             }
         };
         match result {
             Ok((false, _)) => {
                 log::warn!("Job for session {session:?} was no longer in this worker's in-flight list; left to its new owner");
-                Ok(())
+                true
             }
             Ok((true, Some(delay))) => {
                 log::warn!(
@@ -184,7 +198,7 @@ impl RetryScheduler {
                     delay.as_secs_f64()
                 );
                 self.stats.do_send(JobEnded::Retried);
-                Ok(())
+                true
             }
             Ok((true, None)) => {
                 log::error!(
@@ -200,11 +214,11 @@ impl RetryScheduler {
                     });
                 }
                 self.stats.do_send(JobEnded::Failed);
-                Ok(())
+                true
             }
             Err(err) => {
                 log::warn!("Could not record a failed attempt in Redis ({err}); will try again");
-                Err(failure)
+                false
             }
         }
     }
@@ -216,7 +230,10 @@ mod tests {
 
     #[test]
     fn delays_double_from_the_base() {
-        let policy = RetryPolicy { max_retries: 3, base_delay: Duration::from_secs(5) };
+        let policy = RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_secs(5),
+        };
         let delays: Vec<u64> = (1..=3).map(|n| policy.delay(n).as_secs()).collect();
         assert_eq!(delays, vec![5, 10, 20]);
     }

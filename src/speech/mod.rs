@@ -70,14 +70,20 @@ impl SpeechPipeline {
             Some("") => None,
             Some(text) => Some(text.to_string()),
         };
-        log::info!("🧠 Models loaded in {:.1}s", started.elapsed().as_secs_f64());
+        log::info!(
+            "🧠 Models loaded in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(SpeechPipeline {
             device,
             audio: crate::commands::audio_options(config),
             diarizer,
             whisper,
             corrector: Corrector::new(),
-            decode: DecodeOptions { initial_prompt: prompt, ..DecodeOptions::default() },
+            decode: DecodeOptions {
+                initial_prompt: prompt,
+                ..DecodeOptions::default()
+            },
             storage_dir: config.storage_dir.clone(),
             last: None,
         })
@@ -94,7 +100,11 @@ impl SpeechPipeline {
         Ok(diarization
             .turns
             .iter()
-            .map(|t| Turn { speaker: t.speaker, start: t.start, end: t.end })
+            .map(|t| Turn {
+                speaker: t.speaker,
+                start: t.start,
+                end: t.end,
+            })
             .collect())
     }
 
@@ -123,7 +133,10 @@ impl SpeechPipeline {
                 }
             }
             let done = ((batch_index + 1) * ASR_BATCH).min(windows.len());
-            progress(Stage::Transcribing, (100 * done / windows.len().max(1)) as u8);
+            progress(
+                Stage::Transcribing,
+                (100 * done / windows.len().max(1)) as u8,
+            );
         }
         segments.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
         Ok(segments)
@@ -131,7 +144,12 @@ impl SpeechPipeline {
 }
 
 impl SessionPipeline for SpeechPipeline {
-    fn analyze(&mut self, input: &SessionInput, options: &JobOptions, progress: Progress) -> Result<Analysis, JobError> {
+    fn analyze(
+        &mut self,
+        input: &SessionInput,
+        options: &JobOptions,
+        progress: Progress,
+    ) -> Result<Analysis, JobError> {
         let mut stage_seconds = Vec::new();
         let mut clock = Instant::now();
         let mut lap = |stage: Stage, stages: &mut Vec<(Stage, f64)>| {
@@ -143,7 +161,12 @@ impl SessionPipeline for SpeechPipeline {
         let decoded = audio::decode_session(&input.chunks, &self.audio)?;
         let samples = decoded.samples;
         let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
-        log::info!("🎧 {}: {:.1}s of audio from {} chunk(s)", input.session_id, duration, input.chunks.len());
+        log::info!(
+            "🎧 {}: {:.1}s of audio from {} chunk(s)",
+            input.session_id,
+            duration,
+            input.chunks.len()
+        );
         progress(Stage::Concatenating, 100);
         lap(Stage::Concatenating, &mut stage_seconds);
 
@@ -154,7 +177,11 @@ impl SessionPipeline for SpeechPipeline {
 
         progress(Stage::Transcribing, 0);
         let windows = packing::pack(&samples, &turns, WINDOW_SECONDS, TURN_GAP_SECONDS);
-        log::debug!("{} speaker turns packed into {} windows", turns.len(), windows.len());
+        log::debug!(
+            "{} speaker turns packed into {} windows",
+            turns.len(),
+            windows.len()
+        );
         let segments = self.transcribe(&windows, progress)?;
         lap(Stage::Transcribing, &mut stage_seconds);
 
@@ -172,10 +199,17 @@ impl SessionPipeline for SpeechPipeline {
         })
     }
 
-    fn write_samples(&mut self, analysis: &Analysis, progress: Progress) -> Result<Vec<SpeakerSample>, JobError> {
+    fn write_samples(
+        &mut self,
+        analysis: &Analysis,
+        progress: Progress,
+    ) -> Result<Vec<SpeakerSample>, JobError> {
         let session_id = analysis.results.session_id;
-        let Some((_, samples, turns)) = self.last.take().filter(|(id, _, _)| *id == session_id) else {
-            return Err(JobError::transient("the session's audio is no longer in memory; process it again"));
+        let Some((_, samples, turns)) = self.last.take().filter(|(id, _, _)| *id == session_id)
+        else {
+            return Err(JobError::transient(
+                "the session's audio is no longer in memory; process it again",
+            ));
         };
         if let Some(url) = &analysis.results.audio_url {
             audio::write_wav(&samples, &self.storage_dir.join(url))?;
@@ -191,13 +225,21 @@ impl SessionPipeline for SpeechPipeline {
                 continue;
             };
             let path = processed_path(session_id, &format!("speaker_{}_sample.wav", speaker.label));
-            audio::write_wav_clip(&samples, longest.start, SAMPLE_SECONDS, &self.storage_dir.join(&path))?;
+            audio::write_wav_clip(
+                &samples,
+                longest.start,
+                SAMPLE_SECONDS,
+                &self.storage_dir.join(&path),
+            )?;
             clips.push(SpeakerSample {
                 speaker_label: speaker.label.clone(),
                 sample_audio_url: path,
                 sample_start_time: longest.start,
             });
-            progress(Stage::GeneratingSamples, (100 * (index + 1) / analysis.results.speakers.len()) as u8);
+            progress(
+                Stage::GeneratingSamples,
+                (100 * (index + 1) / analysis.results.speakers.len()) as u8,
+            );
         }
         Ok(clips)
     }
@@ -213,16 +255,22 @@ fn processed_path(session_id: uuid::Uuid, file: &str) -> String {
 }
 
 /// Speakers in label order with their turn counts, talk time and word counts.
-fn speaker_results(turns: &[Turn], segments: &[TranscriptSegment], counter: &WordCounter) -> Vec<SpeakerResult> {
+fn speaker_results(
+    turns: &[Turn],
+    segments: &[TranscriptSegment],
+    counter: &WordCounter,
+) -> Vec<SpeakerResult> {
     let mut speakers: BTreeMap<String, SpeakerResult> = BTreeMap::new();
     for turn in turns {
         let label = speaker_label(turn.speaker);
-        let entry = speakers.entry(label.clone()).or_insert_with(|| SpeakerResult {
-            label,
-            segment_count: 0,
-            total_duration_seconds: 0.0,
-            word_counts: BTreeMap::new(),
-        });
+        let entry = speakers
+            .entry(label.clone())
+            .or_insert_with(|| SpeakerResult {
+                label,
+                segment_count: 0,
+                total_duration_seconds: 0.0,
+                word_counts: BTreeMap::new(),
+            });
         entry.segment_count += 1;
         entry.total_duration_seconds += turn.end - turn.start;
     }

@@ -34,34 +34,60 @@ pub struct Turn {
 
 /// Packs each speaker's turns into windows of at most `max_seconds`, with `gap_seconds` of
 /// silence between turns. Windows come out speaker by speaker, each in time order.
-pub fn pack(samples: &[f32], turns: &[Turn], max_seconds: f64, gap_seconds: f64) -> Vec<SpeakerWindow> {
+pub fn pack(
+    samples: &[f32],
+    turns: &[Turn],
+    max_seconds: f64,
+    gap_seconds: f64,
+) -> Vec<SpeakerWindow> {
     let rate = f64::from(SAMPLE_RATE);
     let total = samples.len() as f64 / rate;
     let speakers = turns.iter().map(|t| t.speaker + 1).max().unwrap_or(0);
     let mut windows = Vec::new();
     for speaker in 0..speakers {
-        let mut current = SpeakerWindow { speaker, pieces: Vec::new(), samples: Vec::new() };
+        let mut current = SpeakerWindow {
+            speaker,
+            pieces: Vec::new(),
+            samples: Vec::new(),
+        };
         let mut own: Vec<&Turn> = turns.iter().filter(|t| t.speaker == speaker).collect();
         own.sort_by(|a, b| a.start.total_cmp(&b.start));
         for turn in own {
             let (mut start, end) = (turn.start.clamp(0.0, total), turn.end.clamp(0.0, total));
             while end - start > 1e-3 {
                 let used = current.samples.len() as f64 / rate;
-                let gap = if current.pieces.is_empty() { 0.0 } else { gap_seconds };
+                let gap = if current.pieces.is_empty() {
+                    0.0
+                } else {
+                    gap_seconds
+                };
                 let room = max_seconds - used - gap;
                 if room < 0.5f64.min(end - start) {
                     windows.push(std::mem::replace(
                         &mut current,
-                        SpeakerWindow { speaker, pieces: Vec::new(), samples: Vec::new() },
+                        SpeakerWindow {
+                            speaker,
+                            pieces: Vec::new(),
+                            samples: Vec::new(),
+                        },
                     ));
                     continue;
                 }
                 let piece_end = end.min(start + room);
-                current.samples.extend(std::iter::repeat_n(0.0, (gap * rate) as usize));
+                current
+                    .samples
+                    .extend(std::iter::repeat_n(0.0, (gap * rate) as usize));
                 let offset = current.samples.len() as f64 / rate;
-                let (from, to) = ((start * rate) as usize, ((piece_end * rate) as usize).min(samples.len()));
+                let (from, to) = (
+                    (start * rate) as usize,
+                    ((piece_end * rate) as usize).min(samples.len()),
+                );
                 current.samples.extend_from_slice(&samples[from..to]);
-                current.pieces.push(Piece { source_start: start, source_end: piece_end, window_offset: offset });
+                current.pieces.push(Piece {
+                    source_start: start,
+                    source_end: piece_end,
+                    window_offset: offset,
+                });
                 start = piece_end;
             }
         }
@@ -103,10 +129,26 @@ mod tests {
     fn each_window_holds_one_speakers_turns_in_order() {
         let audio = seconds(20.0);
         let turns = [
-            Turn { speaker: 0, start: 0.0, end: 2.0 },
-            Turn { speaker: 1, start: 2.0, end: 3.0 },
-            Turn { speaker: 0, start: 3.0, end: 3.4 },
-            Turn { speaker: 1, start: 3.4, end: 6.0 },
+            Turn {
+                speaker: 0,
+                start: 0.0,
+                end: 2.0,
+            },
+            Turn {
+                speaker: 1,
+                start: 2.0,
+                end: 3.0,
+            },
+            Turn {
+                speaker: 0,
+                start: 3.0,
+                end: 3.4,
+            },
+            Turn {
+                speaker: 1,
+                start: 3.4,
+                end: 6.0,
+            },
         ];
         let windows = pack(&audio, &turns, 29.0, 0.3);
         assert_eq!(windows.len(), 2);
@@ -124,7 +166,11 @@ mod tests {
     #[test]
     fn long_turns_are_split_across_windows_of_at_most_the_limit() {
         let audio = seconds(70.0);
-        let turns = [Turn { speaker: 0, start: 0.0, end: 70.0 }];
+        let turns = [Turn {
+            speaker: 0,
+            start: 0.0,
+            end: 70.0,
+        }];
         let windows = pack(&audio, &turns, 29.0, 0.3);
         assert_eq!(windows.len(), 3);
         for window in &windows {

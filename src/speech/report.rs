@@ -12,29 +12,55 @@ use crate::pipeline::{Analysis, JobOptions, SessionPipeline};
 use crate::session::{speaker_label, ChunkRef, SessionInput};
 
 /// Runs the pipeline on `files` (joined in order) and prints the result in `format`.
-pub fn analyze_files(config: &Config, files: &[PathBuf], format: Format, num_speakers: Option<usize>) -> Result<u8, String> {
-    let device = crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+pub fn analyze_files(
+    config: &Config,
+    files: &[PathBuf],
+    format: Format,
+    num_speakers: Option<usize>,
+) -> Result<u8, String> {
+    let device =
+        crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     let mut pipeline = SpeechPipeline::load(config, device).map_err(|e| e.to_string())?;
     let chunks = files
         .iter()
         .enumerate()
         .map(|(i, file)| {
-            let path = std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            Ok(ChunkRef { chunk_number: i as i32, storage_path: path.display().to_string() })
+            let path =
+                std::fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok(ChunkRef {
+                chunk_number: i as i32,
+                storage_path: path.display().to_string(),
+            })
         })
         .collect::<Result<Vec<_>, String>>()?;
-    let input = SessionInput { session_id: uuid::Uuid::new_v4(), chunks };
+    let input = SessionInput {
+        session_id: uuid::Uuid::new_v4(),
+        chunks,
+    };
     let options = JobOptions {
         min_speakers: num_speakers.or(config.min_speakers),
         max_speakers: num_speakers.or(config.max_speakers),
         target_words: crate::singlish::builtin_target_words(),
     };
-    let analysis = pipeline.analyze(&input, &options, &mut |_, _| {}).map_err(|e| e.to_string())?;
-    let turns = pipeline.last.as_ref().map(|(_, _, turns)| turns.clone()).unwrap_or_default();
-    let name = files.first().and_then(|f| f.file_stem()).map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let analysis = pipeline
+        .analyze(&input, &options, &mut |_, _| {})
+        .map_err(|e| e.to_string())?;
+    let turns = pipeline
+        .last
+        .as_ref()
+        .map(|(_, _, turns)| turns.clone())
+        .unwrap_or_default();
+    let name = files
+        .first()
+        .and_then(|f| f.file_stem())
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     match format {
         Format::Text => print!("{}", text(&analysis, &turns)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&as_json(&analysis, &turns)).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&as_json(&analysis, &turns)).unwrap_or_default()
+        ),
         Format::Rttm => print!("{}", rttm(&turns, &name)),
     }
     Ok(0)
@@ -50,7 +76,12 @@ fn text(analysis: &Analysis, turns: &[super::Turn]) -> String {
     );
     out.push_str("Turns:\n");
     for turn in turns {
-        out.push_str(&format!("  {:>8.2} – {:>8.2}  {}\n", turn.start, turn.end, speaker_label(turn.speaker)));
+        out.push_str(&format!(
+            "  {:>8.2} – {:>8.2}  {}\n",
+            turn.start,
+            turn.end,
+            speaker_label(turn.speaker)
+        ));
     }
     out.push_str("\nTranscript:\n");
     for segment in &results.segments {
@@ -61,13 +92,21 @@ fn text(analysis: &Analysis, turns: &[super::Turn]) -> String {
     }
     out.push_str("\nWord counts:\n");
     for speaker in &results.speakers {
-        let words: Vec<String> = speaker.word_counts.iter().map(|(w, n)| format!("{w} {n}")).collect();
+        let words: Vec<String> = speaker
+            .word_counts
+            .iter()
+            .map(|(w, n)| format!("{w} {n}"))
+            .collect();
         out.push_str(&format!(
             "  {} ({} turns, {:.1}s): {}\n",
             speaker.label,
             speaker.segment_count,
             speaker.total_duration_seconds,
-            if words.is_empty() { "-".to_string() } else { words.join(", ") }
+            if words.is_empty() {
+                "-".to_string()
+            } else {
+                words.join(", ")
+            }
         ));
     }
     out

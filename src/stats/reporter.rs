@@ -76,7 +76,10 @@ impl Actor for StatsReporter {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         // While idle, a line every few minutes shows the worker is alive and what it has done.
-        let tick = self.idle_interval.min(Duration::from_secs(60)).max(Duration::from_millis(100));
+        let tick = self
+            .idle_interval
+            .min(Duration::from_secs(60))
+            .max(Duration::from_millis(100));
         ctx.run_interval(tick, |act, _| {
             if act.last_line.elapsed() >= act.idle_interval {
                 act.log_line();

@@ -53,7 +53,12 @@ pub struct StatsSnapshot {
 
 /// `0h 15m 32s`, as the original printed uptime.
 pub fn format_uptime(seconds: u64) -> String {
-    format!("{}h {}m {}s", seconds / 3600, seconds % 3600 / 60, seconds % 60)
+    format!(
+        "{}h {}m {}s",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
 }
 
 impl StatsSnapshot {
@@ -91,7 +96,10 @@ impl StatsSnapshot {
             ("Duplicates skipped", self.duplicates.to_string()),
             ("In flight", self.in_flight.to_string()),
             ("Success rate", optional(self.success_rate, " %")),
-            ("Audio processed", format!("{:.1} s", self.audio_seconds_processed)),
+            (
+                "Audio processed",
+                format!("{:.1} s", self.audio_seconds_processed),
+            ),
             ("Real-time factor (mean)", optional(self.rtf_mean, "")),
             ("Real-time factor (p95)", optional(self.rtf_p95, "")),
             ("Queue: processing", self.queue_processing.to_string()),

@@ -20,9 +20,15 @@ pub enum SocketError {
     #[error("Another worker is already answering on {0}; give this one its own LAHSTATS_SOCKET")]
     InUse(PathBuf),
     #[error("Cannot create the stats socket {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("No worker answers on {path} ({source}); is the daemon running?")]
-    NoDaemon { path: PathBuf, source: std::io::Error },
+    NoDaemon {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("The worker's answer on {path} was not understood: {reason}")]
     BadAnswer { path: PathBuf, reason: String },
 }
@@ -42,11 +48,15 @@ impl Drop for StatsSocket {
 impl StatsSocket {
     /// Binds the socket, replacing a stale one (from a killed process), never a live one.
     pub fn bind(path: &Path) -> Result<StatsSocket, SocketError> {
-        let create = |source| SocketError::Create { path: path.to_path_buf(), source };
+        let create = |source| SocketError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(create)?;
             // Only the owner may reach the socket's directory.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(create)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(create)?;
         }
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
@@ -57,13 +67,21 @@ impl StatsSocket {
         }
         let listener = UnixListener::bind(path).map_err(create)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(create)?;
-        Ok(StatsSocket { path: path.to_path_buf(), listener: Some(listener) })
+        Ok(StatsSocket {
+            path: path.to_path_buf(),
+            listener: Some(listener),
+        })
     }
 
     /// Answers requests on a thread of its own, asking the StatsReporter for figures.
     pub fn serve(&mut self, stats: Addr<StatsReporter>) -> Result<(), SocketError> {
-        let create = |source| SocketError::Create { path: self.path.clone(), source };
-        let Some(listener) = self.listener.take() else { return Ok(()) };
+        let create = |source| SocketError::Create {
+            path: self.path.clone(),
+            source,
+        };
+        let Some(listener) = self.listener.take() else {
+            return Ok(());
+        };
         std::thread::Builder::new()
             .name("stats-socket".into())
             .spawn(move || {
@@ -83,7 +101,9 @@ impl StatsSocket {
 /// Answers every request line of one client.
 fn answer(stream: UnixStream, stats: &Addr<StatsReporter>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { return };
         if line.trim().is_empty() {
@@ -96,7 +116,9 @@ fn answer(stream: UnixStream, stats: &Addr<StatsReporter>) {
                     Ok(snapshot) => json!({"ok": true, "stats": snapshot}),
                     Err(err) => json!({"ok": false, "error": format!("stats unavailable: {err}")}),
                 },
-                _ => json!({"ok": false, "error": "unknown cmd; use {\"cmd\":\"stats\"} or {\"cmd\":\"ping\"}"}),
+                _ => {
+                    json!({"ok": false, "error": "unknown cmd; use {\"cmd\":\"stats\"} or {\"cmd\":\"ping\"}"})
+                }
             },
             Err(err) => json!({"ok": false, "error": format!("request is not JSON: {err}")}),
         };
@@ -108,12 +130,19 @@ fn answer(stream: UnixStream, stats: &Addr<StatsReporter>) {
 
 /// Sends one request to a running worker and returns its answer.
 pub fn request(path: &Path, cmd: &str) -> Result<Value, SocketError> {
-    let no_daemon = |source| SocketError::NoDaemon { path: path.to_path_buf(), source };
+    let no_daemon = |source| SocketError::NoDaemon {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut stream = UnixStream::connect(path).map_err(no_daemon)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(no_daemon)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(no_daemon)?;
     writeln!(stream, "{}", json!({ "cmd": cmd })).map_err(no_daemon)?;
     let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).map_err(no_daemon)?;
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .map_err(no_daemon)?;
     serde_json::from_str(&line).map_err(|err| SocketError::BadAnswer {
         path: path.to_path_buf(),
         reason: err.to_string(),
@@ -123,9 +152,15 @@ pub fn request(path: &Path, cmd: &str) -> Result<Value, SocketError> {
 /// Asks a running worker for its figures.
 pub fn fetch_stats(path: &Path) -> Result<StatsSnapshot, SocketError> {
     let answer = request(path, "stats")?;
-    let bad = |reason: String| SocketError::BadAnswer { path: path.to_path_buf(), reason };
+    let bad = |reason: String| SocketError::BadAnswer {
+        path: path.to_path_buf(),
+        reason,
+    };
     if answer.get("ok") != Some(&Value::Bool(true)) {
-        return Err(bad(answer.get("error").map(Value::to_string).unwrap_or_default()));
+        return Err(bad(answer
+            .get("error")
+            .map(Value::to_string)
+            .unwrap_or_default()));
     }
     serde_json::from_value(answer["stats"].clone()).map_err(|err| bad(err.to_string()))
 }
@@ -139,23 +174,93 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
             s.worker_id
         ));
     };
-    metric("jobs_received_total", "counter", "Jobs taken off the queue.", s.received as f64);
-    metric("jobs_succeeded_total", "counter", "Jobs processed successfully.", s.succeeded as f64);
-    metric("jobs_failed_total", "counter", "Jobs that failed for good.", s.failed as f64);
-    metric("jobs_retried_total", "counter", "Failed attempts scheduled for retry.", s.retried as f64);
-    metric("jobs_in_flight", "gauge", "Jobs in hand.", s.in_flight as f64);
-    metric("uptime_seconds", "gauge", "Seconds since the worker started.", s.uptime_seconds as f64);
-    metric("audio_seconds_total", "counter", "Seconds of audio processed.", s.audio_seconds_processed);
-    metric("queue_processing", "gauge", "Jobs waiting in the queue.", s.queue_processing as f64);
-    metric("queue_retry", "gauge", "Jobs waiting for a retry.", s.queue_retry as f64);
-    metric("queue_failed", "gauge", "Jobs in the failed list.", s.queue_failed as f64);
-    metric("redis_up", "gauge", "1 when Redis is connected.", f64::from(u8::from(s.redis_connected)));
-    metric("database_up", "gauge", "1 when the database is reachable.", f64::from(u8::from(s.database_connected)));
+    metric(
+        "jobs_received_total",
+        "counter",
+        "Jobs taken off the queue.",
+        s.received as f64,
+    );
+    metric(
+        "jobs_succeeded_total",
+        "counter",
+        "Jobs processed successfully.",
+        s.succeeded as f64,
+    );
+    metric(
+        "jobs_failed_total",
+        "counter",
+        "Jobs that failed for good.",
+        s.failed as f64,
+    );
+    metric(
+        "jobs_retried_total",
+        "counter",
+        "Failed attempts scheduled for retry.",
+        s.retried as f64,
+    );
+    metric(
+        "jobs_in_flight",
+        "gauge",
+        "Jobs in hand.",
+        s.in_flight as f64,
+    );
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the worker started.",
+        s.uptime_seconds as f64,
+    );
+    metric(
+        "audio_seconds_total",
+        "counter",
+        "Seconds of audio processed.",
+        s.audio_seconds_processed,
+    );
+    metric(
+        "queue_processing",
+        "gauge",
+        "Jobs waiting in the queue.",
+        s.queue_processing as f64,
+    );
+    metric(
+        "queue_retry",
+        "gauge",
+        "Jobs waiting for a retry.",
+        s.queue_retry as f64,
+    );
+    metric(
+        "queue_failed",
+        "gauge",
+        "Jobs in the failed list.",
+        s.queue_failed as f64,
+    );
+    metric(
+        "redis_up",
+        "gauge",
+        "1 when Redis is connected.",
+        f64::from(u8::from(s.redis_connected)),
+    );
+    metric(
+        "database_up",
+        "gauge",
+        "1 when the database is reachable.",
+        f64::from(u8::from(s.database_connected)),
+    );
     if let Some(rtf) = s.rtf_mean {
-        metric("real_time_factor_mean", "gauge", "Mean processing time over audio time.", rtf);
+        metric(
+            "real_time_factor_mean",
+            "gauge",
+            "Mean processing time over audio time.",
+            rtf,
+        );
     }
     if let Some(rtf) = s.rtf_p95 {
-        metric("real_time_factor_p95", "gauge", "95th percentile real-time factor.", rtf);
+        metric(
+            "real_time_factor_p95",
+            "gauge",
+            "95th percentile real-time factor.",
+            rtf,
+        );
     }
     out
 }

@@ -15,9 +15,16 @@ impl Daemon {
     /// Starts `lahstats-worker <args>` in `dir` with `env`.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lahstats-worker"));
-        command.args(args).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command.env("RUST_LOG", "info");
-        command.env("LAHSTATS_MODELS_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+        command.env(
+            "LAHSTATS_MODELS_DIR",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("models"),
+        );
         for (key, value) in env {
             command.env(key, value);
         }

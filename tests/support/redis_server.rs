@@ -12,8 +12,16 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = PrivateRedis { port, dir: tempfile::tempdir().unwrap(), child: None };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
         redis.restart();
         redis
     }
@@ -25,7 +33,14 @@ impl PrivateRedis {
     /// Starts the server again (same port, same data).
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+            ])
             .args(["--appendfsync", "always", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
@@ -48,7 +63,9 @@ impl PrivateRedis {
     /// Stops the server (its data is on disk: append-only file, fsync always).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("redis-cli").args(["-p", &self.port.to_string(), "shutdown"]).output();
+            let _ = Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "shutdown"])
+                .output();
             let _ = child.wait();
         }
     }

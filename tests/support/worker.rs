@@ -35,7 +35,12 @@ pub fn test_config(dir: &std::path::Path, worker: &str, extra: &[&str]) -> Confi
     test_config_with_prefix(dir, worker, &prefix, extra)
 }
 
-pub fn test_config_with_prefix(dir: &std::path::Path, worker: &str, prefix: &str, extra: &[&str]) -> Config {
+pub fn test_config_with_prefix(
+    dir: &std::path::Path,
+    worker: &str,
+    prefix: &str,
+    extra: &[&str],
+) -> Config {
     let db = dir.join("lahstats.db");
     let mut args = vec![
         "test".to_string(),
@@ -74,7 +79,11 @@ pub struct Script {
 impl Script {
     pub fn calls_for(&self, session: uuid::Uuid) -> Vec<Instant> {
         let calls = self.calls.lock().unwrap();
-        calls.iter().filter(|(s, _)| *s == session).map(|(_, t)| *t).collect()
+        calls
+            .iter()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, t)| *t)
+            .collect()
     }
 }
 
@@ -84,8 +93,17 @@ pub struct ScriptedPipeline {
 }
 
 impl SessionPipeline for ScriptedPipeline {
-    fn analyze(&mut self, input: &SessionInput, _: &JobOptions, progress: Progress) -> Result<Analysis, JobError> {
-        self.script.calls.lock().unwrap().push((input.session_id, Instant::now()));
+    fn analyze(
+        &mut self,
+        input: &SessionInput,
+        _: &JobOptions,
+        progress: Progress,
+    ) -> Result<Analysis, JobError> {
+        self.script
+            .calls
+            .lock()
+            .unwrap()
+            .push((input.session_id, Instant::now()));
         if self
             .script
             .panics
@@ -132,9 +150,17 @@ impl SessionPipeline for ScriptedPipeline {
         })
     }
 
-    fn write_samples(&mut self, analysis: &Analysis, progress: Progress) -> Result<Vec<SpeakerSample>, JobError> {
+    fn write_samples(
+        &mut self,
+        analysis: &Analysis,
+        progress: Progress,
+    ) -> Result<Vec<SpeakerSample>, JobError> {
         progress(Stage::GeneratingSamples, 100);
-        self.script.completed.lock().unwrap().push(analysis.results.session_id);
+        self.script
+            .completed
+            .lock()
+            .unwrap()
+            .push(analysis.results.session_id);
         Ok(vec![])
     }
 
@@ -144,7 +170,11 @@ impl SessionPipeline for ScriptedPipeline {
 }
 
 pub fn scripted_factory(script: Arc<Script>) -> PipelineFactory {
-    Arc::new(move || Ok(Box::new(ScriptedPipeline { script: script.clone() }) as Box<dyn SessionPipeline>))
+    Arc::new(move || {
+        Ok(Box::new(ScriptedPipeline {
+            script: script.clone(),
+        }) as Box<dyn SessionPipeline>)
+    })
 }
 
 /// A worker running in this process.
@@ -160,18 +190,28 @@ impl InProcessWorker {
             let pool = lahstats_worker::db::connect(&config.database_url).expect("database");
             lahstats_worker::db::run_migrations(&pool).expect("migrations");
             let runner = System::new();
-            let supervisor = runner.block_on(async move { app::start(config, pool, factory, "scripted".into()) });
+            let supervisor = runner
+                .block_on(async move { app::start(config, pool, factory, "scripted".into()) });
             tx.send(supervisor).expect("send address");
             runner.run_with_code().expect("system")
         });
-        let supervisor = rx.recv_timeout(Duration::from_secs(30)).expect("worker started");
-        InProcessWorker { supervisor, thread: Some(thread) }
+        let supervisor = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("worker started");
+        InProcessWorker {
+            supervisor,
+            thread: Some(thread),
+        }
     }
 
     /// Graceful stop (what SIGTERM does); returns the exit code.
     pub fn stop(mut self) -> i32 {
         self.supervisor.do_send(app::Stop);
-        self.thread.take().expect("running").join().expect("worker thread")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("worker thread")
     }
 }
 
@@ -181,7 +221,10 @@ pub fn queue_for(config: &Config) -> RedisQueue {
 }
 
 pub fn redis(config: &Config) -> redis::Connection {
-    redis::Client::open(config.redis_url.as_str()).unwrap().get_connection().unwrap()
+    redis::Client::open(config.redis_url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.
@@ -199,7 +242,10 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Deletes every key of a test prefix.
 pub fn clean_prefix(config: &Config) {
     let mut conn = redis(config);
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", config.key_prefix)).query(&mut conn).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", config.key_prefix))
+        .query(&mut conn)
+        .unwrap();
     if !keys.is_empty() {
         let _: () = redis::cmd("DEL").arg(keys).query(&mut conn).unwrap();
     }
@@ -223,10 +269,21 @@ pub fn register_sessions(config: &Config, count: usize, chunks: usize) -> Vec<uu
         .map(|_| {
             let id = uuid::Uuid::new_v4();
             let chunk_rows: Vec<(i32, String, Option<f64>)> = (0..chunks)
-                .map(|i| (i as i32, format!("sessions/{id}/chunks/chunk_{i:04}.m4a"), Some(30.0)))
+                .map(|i| {
+                    (
+                        i as i32,
+                        format!("sessions/{id}/chunks/chunk_{i:04}.m4a"),
+                        Some(30.0),
+                    )
+                })
                 .collect();
-            lahstats_worker::db::queries::register_session(&mut conn, id, uuid::Uuid::nil(), &chunk_rows)
-                .expect("register session");
+            lahstats_worker::db::queries::register_session(
+                &mut conn,
+                id,
+                uuid::Uuid::nil(),
+                &chunk_rows,
+            )
+            .expect("register session");
             id
         })
         .collect()
