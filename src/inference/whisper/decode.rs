@@ -10,15 +10,12 @@ use rand::Rng;
 use std::io::Write;
 use tch::{Kind, TchError, Tensor};
 
-/// How to decode, with `transcribe()`'s defaults.
+/// How to decode, with `transcribe()`'s defaults. Decoding is greedy at temperature 0 (beam
+/// search is not built yet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeOptions {
     /// Tried in order while a result fails the thresholds (`temperature` of `transcribe()`).
     pub temperatures: Vec<f64>,
-    /// Beam search width at temperature 0; `None` decodes greedily.
-    pub beam_size: Option<usize>,
-    /// `patience` of beam search: candidates gathered before stopping, as a multiple of the width.
-    pub patience: f64,
     /// Text that biases recognition (e.g. the Singlish vocabulary), put after <|startofprev|>.
     pub initial_prompt: Option<String>,
     /// `condition_on_previous_text` of long audio: the previous window's text is the prompt.
@@ -39,8 +36,6 @@ impl Default for DecodeOptions {
     fn default() -> Self {
         DecodeOptions {
             temperatures: TEMPERATURES.to_vec(),
-            beam_size: None,
-            patience: 1.0,
             initial_prompt: None,
             condition_on_previous_text: true,
             language: "en".into(),
