@@ -2,6 +2,7 @@
 //! to it, and carries a shutdown down the tree: stop taking jobs → let the job in hand finish
 //! (bounded by the drain timeout) → record what is pending → final stats → exit 0.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -35,11 +36,40 @@ pub struct Workers {
     pub stats: Addr<StatsReporter>,
 }
 
+/// How to reload: read the configuration again, and build a pipeline for it.
+#[derive(Clone)]
+pub struct Reloading {
+    /// Reads `.env`, the environment and the original flags again.
+    pub config: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    /// A pipeline factory for a configuration (the models it names, on its device).
+    pub pipeline: Arc<dyn Fn(&Config) -> PipelineFactory + Send + Sync>,
+}
+
 pub struct Supervisor {
     config: Config,
     workers: Workers,
+    reloading: Reloading,
+    /// What the Processor's and DbWriter's factories build from after a restart.
+    current_factory: Shared<PipelineFactory>,
+    current_pool: Shared<DbPool>,
     /// Set once a shutdown has begun.
     draining_since: Option<Instant>,
+    reload_in_progress: bool,
+}
+
+/// A value a SyncArbiter factory reads each time it rebuilds its actor.
+type Shared<T> = Arc<Mutex<T>>;
+
+fn read<T: Clone>(shared: &Shared<T>) -> T {
+    // A poisoned lock still holds the last value written, which is what we want.
+    shared
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone()
+}
+
+fn write<T>(shared: &Shared<T>, value: T) {
+    *shared.lock().unwrap_or_else(|poison| poison.into_inner()) = value;
 }
 
 impl Actor for Supervisor {
@@ -67,6 +97,11 @@ pub struct Signal(pub i32);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// A reload finished; this is the configuration now in effect.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reloaded(Config);
 
 /// The running actors' addresses (for tests and tools).
 #[derive(Message)]
@@ -97,6 +132,10 @@ impl Handler<Signal> for Supervisor {
                 log::info!("📥 Received {name}, initiating graceful shutdown...");
                 self.begin_shutdown(ctx);
             }
+            SIGHUP => {
+                log::info!("📥 Received SIGHUP, reloading the configuration...");
+                self.begin_reload(ctx);
+            }
             SIGUSR1 => self.workers.stats.do_send(stats::LogStats),
             other => log::debug!("Ignoring signal {other}"),
         }
@@ -110,6 +149,20 @@ impl Handler<Stop> for Supervisor {
         if self.draining_since.is_none() {
             self.begin_shutdown(ctx);
         }
+    }
+}
+
+impl Handler<Reloaded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, Reloaded(config): Reloaded, _: &mut Context<Self>) {
+        self.config = config;
+        self.reload_in_progress = false;
+        log::info!(
+            "🔄 Reloaded: queue {}, database {}",
+            self.config.processing_queue(),
+            crate::config::mask_url(&self.config.database_url)
+        );
     }
 }
 
@@ -131,6 +184,7 @@ impl Supervisor {
         actix::spawn(async move {
             drain(&workers, drain_timeout).await;
             let _ = workers.listener.send(listener::Shutdown).await;
+            log::info!("Processor stopped");
             let _ = workers.retry.send(retry::Shutdown).await;
             let _ = workers.db.send(crate::db::writer::Shutdown).await;
             let _ = workers.stats.send(stats::FinalSummary).await;
@@ -139,12 +193,97 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Reload: finish the job in hand, then reconnect the database and Redis, reload the models
+    /// if their files or the choice of model changed, and take jobs again under the new settings.
+    fn begin_reload(&mut self, ctx: &mut Context<Self>) {
+        if self.draining_since.is_some() || self.reload_in_progress {
+            return log::warn!("A shutdown or reload is already under way; SIGHUP ignored");
+        }
+        let new = match (self.reloading.config)() {
+            Ok(config) => config,
+            Err(err) => return log::error!("Reload refused, configuration unchanged: {err}"),
+        };
+        self.reload_in_progress = true;
+        let factory = (models_signature(&new) != models_signature(&self.config)).then(|| {
+            let factory = (self.reloading.pipeline)(&new);
+            write(&self.current_factory, factory.clone());
+            factory
+        });
+        let db_changed = new.database_url != self.config.database_url;
+        let (workers, current_pool, supervisor) = (
+            self.workers.clone(),
+            self.current_pool.clone(),
+            ctx.address(),
+        );
+        actix::spawn(async move {
+            let mut in_hand = workers
+                .listener
+                .send(listener::StopIntake { for_good: false })
+                .await
+                .unwrap_or(0);
+            while in_hand > 0 {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                in_hand = workers.listener.send(listener::InHand).await.unwrap_or(0);
+            }
+            if db_changed {
+                match crate::db::connect(&new.database_url)
+                    .and_then(|pool| crate::db::run_migrations(&pool).map(|_| pool))
+                {
+                    Ok(pool) => {
+                        write(&current_pool, pool.clone());
+                        let _ = workers.db.send(crate::db::writer::Reconnect { pool }).await;
+                    }
+                    Err(err) => log::error!("Keeping the old database: the new one failed: {err}"),
+                }
+            }
+            let settings = processor_settings(&new);
+            let _ = workers
+                .processor
+                .send(crate::processor::Reload { factory, settings })
+                .await;
+            let keys = Keys::from_config(&new);
+            let queue = RedisQueue::new(&new.redis_url, keys.clone());
+            let _ = workers
+                .retry
+                .send(retry::Reconfigure {
+                    queue,
+                    policy: retry_policy(&new),
+                })
+                .await;
+            let queue = RedisQueue::new(&new.redis_url, keys);
+            let _ = workers
+                .listener
+                .send(listener::ResumeIntake {
+                    queue,
+                    settings: listener_settings(&new),
+                })
+                .await;
+            supervisor.do_send(Reloaded(new));
+        });
+    }
+}
+
+/// What decides whether the models must be loaded again: where they are, which Whisper, the
+/// device, and the manifest's size and time (scripts/prepare-models rewrites it).
+fn models_signature(config: &Config) -> String {
+    let manifest = std::fs::metadata(config.models_dir.join("manifest.json"))
+        .ok()
+        .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()));
+    format!(
+        "{}|{}|{}|{manifest:?}",
+        config.models_dir.display(),
+        config.whisper_model,
+        config.device
+    )
+}
+
 /// Waits until the job in hand is finished, or the drain timeout has passed.
 async fn drain(workers: &Workers, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     let mut in_hand = workers
         .listener
-        .send(listener::StopIntake)
+        .send(listener::StopIntake { for_good: true })
         .await
         .unwrap_or(0);
     if in_hand > 0 {
@@ -167,14 +306,20 @@ async fn drain(workers: &Workers, timeout: Duration) {
 pub fn start(
     config: Config,
     pool: DbPool,
-    factory: PipelineFactory,
+    reloading: Reloading,
     device: String,
 ) -> Addr<Supervisor> {
-    let workers = start_workers(&config, pool, factory, device);
+    let current_factory = Arc::new(Mutex::new((reloading.pipeline)(&config)));
+    let current_pool = Arc::new(Mutex::new(pool));
+    let workers = start_workers(&config, &current_pool, &current_factory, device);
     Supervisor {
         config,
         workers,
+        reloading,
+        current_factory,
+        current_pool,
         draining_since: None,
+        reload_in_progress: false,
     }
     .start()
 }
@@ -182,8 +327,8 @@ pub fn start(
 /// Starts the five actors.
 fn start_workers(
     config: &Config,
-    pool: DbPool,
-    factory: PipelineFactory,
+    pool: &Shared<DbPool>,
+    factory: &Shared<PipelineFactory>,
     device: String,
 ) -> Workers {
     let keys = Keys::from_config(config);
@@ -195,12 +340,12 @@ fn start_workers(
     .start();
     let db = {
         let pool = pool.clone();
-        SyncArbiter::start(DB_WRITER_THREADS, move || DbWriter::new(pool.clone()))
+        SyncArbiter::start(DB_WRITER_THREADS, move || DbWriter::new(read(&pool)))
     };
     let processor = {
-        let (db, settings) = (db.clone(), processor_settings(config));
+        let (db, settings, factory) = (db.clone(), processor_settings(config), factory.clone());
         SyncArbiter::start(1, move || {
-            Processor::new(&factory, db.clone(), settings.clone())
+            Processor::new(&read(&factory), db.clone(), settings.clone())
         })
     };
     let retry = {
@@ -269,7 +414,7 @@ fn listener_settings(config: &Config) -> ListenerSettings {
 }
 
 /// Runs the daemon until a shutdown completes; returns the process exit code.
-pub fn run(config: Config, factory: PipelineFactory, device: String) -> Result<i32, JobError> {
+pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, JobError> {
     crate::logging::banner(&config, &device);
     let pool = crate::db::connect(&config.database_url)?;
     let applied = crate::db::run_migrations(&pool)?;
@@ -282,28 +427,23 @@ pub fn run(config: Config, factory: PipelineFactory, device: String) -> Result<i
     let mut socket =
         StatsSocket::bind(&config.socket).map_err(|err| JobError::permanent(err.to_string()))?;
     let runner = System::new();
-    let supervisor = runner.block_on(async move {
-        let workers = start_workers(&config, pool, factory, device);
-        workers
-            .stats
-            .do_send(stats::ConnectionState::Database(true));
-        let served = socket.serve(workers.stats.clone()).map(|_| socket);
-        (
-            Supervisor {
-                config,
-                workers,
-                draining_since: None,
+    let (supervisor, socket) = runner.block_on(async move {
+        let supervisor = start(config, pool, reloading, device);
+        let served = match supervisor.send(GetWorkers).await {
+            Ok(workers) => {
+                workers
+                    .stats
+                    .do_send(stats::ConnectionState::Database(true));
+                socket
+                    .serve(workers.stats)
+                    .map(|_| socket)
+                    .map_err(|e| e.to_string())
             }
-            .start(),
-            served,
-        )
+            Err(err) => Err(err.to_string()),
+        };
+        (supervisor, served)
     });
-    let (supervisor, socket) = (
-        supervisor.0,
-        supervisor
-            .1
-            .map_err(|err| JobError::permanent(err.to_string()))?,
-    );
+    let socket = socket.map_err(JobError::permanent)?;
     forward_signals(supervisor)?;
     let code = runner
         .run_with_code()

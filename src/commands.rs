@@ -1,6 +1,9 @@
 //! What each subcommand does (the daemon itself is `app::run`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
 use std::time::{Duration, Instant};
 
 use crate::cli::Format;
@@ -13,8 +16,16 @@ pub fn run(config: Config) -> Result<u8, String> {
     let device =
         crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     let description = crate::inference::device::describe(device);
-    let factory = crate::speech::factory(config.clone(), device);
-    let code = crate::app::run(config, factory, description).map_err(|e| e.to_string())?;
+    let reloading = crate::app::Reloading {
+        config: Arc::new(|| {
+            Config::load_dotenv();
+            crate::cli::Cli::try_parse()
+                .map(|cli| cli.config)
+                .map_err(|e| e.to_string())
+        }),
+        pipeline: Arc::new(move |config: &Config| crate::speech::factory(config.clone(), device)),
+    };
+    let code = crate::app::run(config, reloading, description).map_err(|e| e.to_string())?;
     Ok(u8::try_from(code).unwrap_or(1))
 }
 

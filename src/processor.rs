@@ -74,6 +74,15 @@ pub struct ProcessJob {
     pub reply_to: Recipient<JobDone>,
 }
 
+/// After a reload: new settings and, when the model files or the model choice changed, a new
+/// pipeline. The Processor takes it after the job in hand, so that job finishes on the old one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload {
+    pub factory: Option<PipelineFactory>,
+    pub settings: ProcessorSettings,
+}
+
 // ---- handlers ----
 
 impl Handler<ProcessJob> for Processor {
@@ -87,6 +96,22 @@ impl Handler<ProcessJob> for Processor {
             payload: job.payload,
             outcome,
         });
+    }
+}
+
+impl Handler<Reload> for Processor {
+    type Result = ();
+
+    fn handle(&mut self, reload: Reload, _: &mut Self::Context) {
+        self.settings = reload.settings;
+        if let Some(factory) = reload.factory {
+            log::info!("🧠 Reloading models");
+            self.pipeline = factory();
+            match &self.pipeline {
+                Ok(pipeline) => log::info!("🧠 Models reloaded on {}", pipeline.device()),
+                Err(err) => log::error!("Reloading the models failed: {err}"),
+            }
+        }
     }
 }
 

@@ -5,13 +5,12 @@
 //! DbWriter thread are handled in order, so a reply to `Shutdown` means every message sent to
 //! that thread before it has been written.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use actix::prelude::*;
 use uuid::Uuid;
 
 use super::{queries, DbConnection, DbError, DbPool};
 use crate::session::{SessionInput, SessionResults, SpeakerSample, Stage};
+use crate::supervise::guard;
 
 // ---- state ----
 
@@ -98,6 +97,13 @@ pub struct RegisterSession {
     pub started_by: Uuid,
     /// (chunk_number, storage_path, duration_seconds)
     pub chunks: Vec<(i32, String, Option<f64>)>,
+}
+
+/// Use a new pool from now on (after a reload changed the database URL).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reconnect {
+    pub pool: DbPool,
 }
 
 /// Marks the end of this writer's work; the reply means all earlier messages are written.
@@ -228,6 +234,15 @@ impl Handler<RegisterSession> for DbWriter {
     }
 }
 
+impl Handler<Reconnect> for DbWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconnect, _ctx: &mut Self::Context) {
+        self.pool = msg.pool;
+        log::info!("DbWriter reconnected");
+    }
+}
+
 impl Handler<Shutdown> for DbWriter {
     type Result = ();
 
@@ -256,28 +271,15 @@ impl DbWriter {
         work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let pool = &self.pool;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let name = format!("DbWriter (while {action})");
+        guard(&name, ctx, || {
             let mut conn = pool.get()?;
             work(&mut conn)
-        }));
-        match outcome {
-            Ok(result) => result,
-            Err(panic) => {
-                let reason = panic_message(panic.as_ref());
-                log::error!("DbWriter panicked while {action}: {reason}; restarting");
-                ctx.stop();
-                Err(DbError::WriterPanicked { reason })
-            }
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic without a message".to_owned()
+        })
+        .unwrap_or_else(|| {
+            Err(DbError::WriterPanicked {
+                reason: format!("panicked while {action}"),
+            })
+        })
     }
 }

@@ -44,6 +44,8 @@ pub struct QueueListener {
     /// Whether a Poll message is on its way (so only one loop runs).
     polling: bool,
     draining: bool,
+    /// Set by a shutdown: intake never reopens.
+    closed: bool,
     connected: bool,
     /// Whether the current outage has been logged (once per outage, not once per attempt).
     announced_down: bool,
@@ -71,6 +73,7 @@ impl QueueListener {
             pending_acks: Vec::new(),
             polling: false,
             draining: false,
+            closed: false,
             connected: false,
             announced_down: false,
             reconnect_delay: Duration::from_millis(250),
@@ -126,7 +129,10 @@ pub struct JobDone {
 /// Stop taking jobs (first step of a shutdown or reload). Answers the number of jobs in hand.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct StopIntake;
+pub struct StopIntake {
+    /// A shutdown closes intake for good: a reload finishing later must not reopen it.
+    pub for_good: bool,
+}
 
 /// Resume taking jobs after a reload, on a new connection.
 #[derive(Message)]
@@ -210,7 +216,8 @@ impl Handler<JobDone> for QueueListener {
 impl Handler<StopIntake> for QueueListener {
     type Result = usize;
 
-    fn handle(&mut self, _: StopIntake, _: &mut Self::Context) -> usize {
+    fn handle(&mut self, stop: StopIntake, _: &mut Self::Context) -> usize {
+        self.closed |= stop.for_good;
         if !self.draining {
             log::info!("⏸️  No longer taking jobs ({} in hand)", self.in_hand.len());
         }
@@ -223,6 +230,9 @@ impl Handler<ResumeIntake> for QueueListener {
     type Result = ();
 
     fn handle(&mut self, resume: ResumeIntake, ctx: &mut Self::Context) {
+        if self.closed {
+            return;
+        }
         self.queue = resume.queue;
         self.settings = resume.settings;
         self.connected = false;

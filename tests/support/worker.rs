@@ -185,13 +185,27 @@ pub struct InProcessWorker {
 
 impl InProcessWorker {
     pub fn start(config: Config, factory: PipelineFactory) -> InProcessWorker {
+        let fixed = config.clone();
+        Self::start_reloadable(config, factory, Arc::new(move || Ok(fixed.clone())))
+    }
+
+    /// A worker whose SIGHUP reload reads its configuration from `reload_config`.
+    pub fn start_reloadable(
+        config: Config,
+        factory: PipelineFactory,
+        reload_config: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    ) -> InProcessWorker {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let pool = lahstats_worker::db::connect(&config.database_url).expect("database");
             lahstats_worker::db::run_migrations(&pool).expect("migrations");
             let runner = System::new();
+            let reloading = app::Reloading {
+                config: reload_config,
+                pipeline: Arc::new(move |_: &Config| factory.clone()),
+            };
             let supervisor = runner
-                .block_on(async move { app::start(config, pool, factory, "scripted".into()) });
+                .block_on(async move { app::start(config, pool, reloading, "scripted".into()) });
             tx.send(supervisor).expect("send address");
             runner.run_with_code().expect("system")
         });
