@@ -415,6 +415,7 @@ fn listener_settings(config: &Config) -> ListenerSettings {
 
 /// Runs the daemon until a shutdown completes; returns the process exit code.
 pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, JobError> {
+    let signals = catch_signals()?;
     crate::logging::banner(&config, &device);
     let pool = crate::db::connect(&config.database_url)?;
     let applied = crate::db::run_migrations(&pool)?;
@@ -444,7 +445,7 @@ pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, 
         (supervisor, served)
     });
     let socket = socket.map_err(JobError::permanent)?;
-    forward_signals(supervisor)?;
+    forward_signals(signals, supervisor)?;
     let code = runner
         .run_with_code()
         .map_err(|err| JobError::permanent(format!("the actor system failed: {err}")))?;
@@ -452,11 +453,19 @@ pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, 
     Ok(code)
 }
 
-/// Delivers SIGTERM, SIGINT, SIGHUP and SIGUSR1 to the Supervisor from a thread of their own.
-fn forward_signals(supervisor: Addr<Supervisor>) -> Result<(), JobError> {
+/// Takes over SIGTERM, SIGINT, SIGHUP and SIGUSR1 (so none of them can kill the process with
+/// its default action while the actors start); nothing is lost: signals wait until forwarded.
+fn catch_signals() -> Result<signal_hook::iterator::Signals, JobError> {
     use signal_hook::consts::*;
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
-        .map_err(|err| JobError::permanent(format!("cannot listen for signals: {err}")))?;
+    signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+        .map_err(|err| JobError::permanent(format!("cannot listen for signals: {err}")))
+}
+
+/// Delivers the caught signals to the Supervisor from a thread of their own.
+fn forward_signals(
+    mut signals: signal_hook::iterator::Signals,
+    supervisor: Addr<Supervisor>,
+) -> Result<(), JobError> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -15,14 +15,22 @@ fn a_job_interrupted_by_a_postgres_outage_is_retried_and_completes() {
     let postgres = PrivatePostgres::start_new();
     let dir = tempdir();
     let database = format!("--database-url={}", postgres.url());
-    let config = test_config(dir.path(), "pg-outage-w1", &[&database, "--retry-base-delay=1"]);
+    let config = test_config(
+        dir.path(),
+        "pg-outage-w1",
+        &[&database, "--retry-base-delay=1"],
+    );
     let session = register_session(&config, 2);
     let script = Arc::new(Script::default());
     *script.work.lock().unwrap() = Duration::from_millis(1500);
     let worker = InProcessWorker::start(config.clone(), scripted_factory(script.clone()));
 
-    queue_for(&config).enqueue(&lahstats_worker::job::JobPayload::new(session).to_json()).unwrap();
-    assert!(wait_until(Duration::from_secs(10), || !script.calls_for(session).is_empty()));
+    queue_for(&config)
+        .enqueue(&lahstats_worker::job::JobPayload::new(session).to_json())
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !script
+        .calls_for(session)
+        .is_empty()));
     // The pipeline is mid-job; the database goes away before the results are saved.
     postgres.stop();
     let stopped = Instant::now();
@@ -30,20 +38,31 @@ fn a_job_interrupted_by_a_postgres_outage_is_retried_and_completes() {
     let mut conn = redis(&config);
     assert!(
         wait_until(Duration::from_secs(15), || {
-            redis::cmd("ZCARD").arg(&queue.keys.retry).query::<usize>(&mut conn).unwrap() == 1
+            redis::cmd("ZCARD")
+                .arg(&queue.keys.retry)
+                .query::<usize>(&mut conn)
+                .unwrap()
+                == 1
         }),
         "the failed save was not scheduled for a retry"
     );
-    println!("retry scheduled {:?} after the outage began", stopped.elapsed());
+    println!(
+        "retry scheduled {:?} after the outage began",
+        stopped.elapsed()
+    );
     postgres.start();
 
     assert!(
         wait_until(Duration::from_secs(30), || {
-            std::panic::catch_unwind(|| session_status(&config, session).0 == "ready_for_claiming").unwrap_or(false)
+            std::panic::catch_unwind(|| session_status(&config, session).0 == "ready_for_claiming")
+                .unwrap_or(false)
         }),
         "the retried job never completed"
     );
-    assert!(script.calls_for(session).len() >= 2, "it took a second attempt");
+    assert!(
+        script.calls_for(session).len() >= 2,
+        "it took a second attempt"
+    );
     // The full result set: one speaker with its counts (two chunks → lah 2).
     let pool = lahstats_worker::db::connect(&config.database_url).unwrap();
     let mut db = pool.get().unwrap();
