@@ -8,8 +8,15 @@ use tch::{Device, Kind, Tensor};
 
 /// 1.5 s windows every 0.75 s over a few sentences of one voice.
 fn windows_of(voice: usize) -> Vec<Vec<f32>> {
-    let audio: Vec<f32> = SENTENCES[voice * 2..voice * 2 + 2].iter().flat_map(|s| speak(VOICES[voice], s)).collect();
-    audio.windows(24_000).step_by(12_000).map(<[f32]>::to_vec).collect()
+    let audio: Vec<f32> = SENTENCES[voice * 2..voice * 2 + 2]
+        .iter()
+        .flat_map(|s| speak(VOICES[voice], s))
+        .collect();
+    audio
+        .windows(24_000)
+        .step_by(12_000)
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 fn mean_cosine(a: &Tensor, b: &Tensor) -> f64 {
@@ -36,7 +43,10 @@ fn same_voice_windows_are_closer_than_other_voices() {
         for b in (0..3).filter(|&b| b != a) {
             let across = mean_cosine(&embeddings[a], &embeddings[b]);
             println!("voice {a} within {within:.3}, with voice {b} {across:.3}");
-            assert!(within > across + 0.05, "voice {a}: within {within:.3}, with {b}: {across:.3}");
+            assert!(
+                within > across + 0.05,
+                "voice {a}: within {within:.3}, with {b}: {across:.3}"
+            );
         }
     }
 }
@@ -51,7 +61,10 @@ fn batching_and_mixed_lengths_do_not_change_embeddings() {
     let batched = encoder.embed_windows(&slices, 16).unwrap();
     assert_eq!(batched.size(), vec![slices.len() as i64, 256]);
     let difference = (one_by_one - &batched).abs().max().double_value(&[]);
-    assert!(difference < 1e-4, "batched embeddings differ by {difference}");
+    assert!(
+        difference < 1e-4,
+        "batched embeddings differ by {difference}"
+    );
     assert!(encoder.embed_windows(&[&windows[0][..100]], 4).is_err());
     assert_eq!(encoder.embed_windows(&[], 4).unwrap().size(), vec![0, 256]);
 }

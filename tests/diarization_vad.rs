@@ -18,23 +18,41 @@ fn speech_seconds(regions: &[SpeechRegion]) -> f64 {
 fn finds_each_utterance_within_a_third_of_a_second() {
     let talk = conversation(
         1.0,
-        &[(0, SENTENCES[0], 1.5), (1, SENTENCES[1], 2.0), (2, SENTENCES[2], 1.0)],
+        &[
+            (0, SENTENCES[0], 1.5),
+            (1, SENTENCES[1], 2.0),
+            (2, SENTENCES[2], 1.0),
+        ],
         0.002,
     );
     let regions = vad().detect(&talk.samples, &VadOptions::default()).unwrap();
     // Every true utterance starts and ends within 0.3 s of some region's edge, and no region
     // lies outside the utterances.
     for turn in &talk.turns {
-        let covering: Vec<&SpeechRegion> =
-            regions.iter().filter(|r| r.end > turn.start && r.start < turn.end).collect();
-        assert!(!covering.is_empty(), "no speech found for {turn:?} in {regions:?}");
+        let covering: Vec<&SpeechRegion> = regions
+            .iter()
+            .filter(|r| r.end > turn.start && r.start < turn.end)
+            .collect();
+        assert!(
+            !covering.is_empty(),
+            "no speech found for {turn:?} in {regions:?}"
+        );
         let first = covering[0];
         let last = covering[covering.len() - 1];
-        assert!((first.start - turn.start).abs() <= 0.3, "start of {turn:?} vs {regions:?}");
-        assert!((last.end - turn.end).abs() <= 0.3, "end of {turn:?} vs {regions:?}");
+        assert!(
+            (first.start - turn.start).abs() <= 0.3,
+            "start of {turn:?} vs {regions:?}"
+        );
+        assert!(
+            (last.end - turn.end).abs() <= 0.3,
+            "end of {turn:?} vs {regions:?}"
+        );
     }
     for region in &regions {
-        let inside = talk.turns.iter().any(|t| region.start < t.end && region.end > t.start);
+        let inside = talk
+            .turns
+            .iter()
+            .any(|t| region.start < t.end && region.end > t.start);
         assert!(inside, "speech found in silence: {region:?}");
     }
 }
@@ -43,12 +61,19 @@ fn finds_each_utterance_within_a_third_of_a_second() {
 fn finds_nothing_in_silence_and_almost_nothing_in_noise() {
     let mut vad = vad();
     let silence = vec![0.0f32; 16_000 * 10];
-    assert!(vad.detect(&silence, &VadOptions::default()).unwrap().is_empty());
+    assert!(vad
+        .detect(&silence, &VadOptions::default())
+        .unwrap()
+        .is_empty());
     for kind in ["whitenoise", "brownnoise"] {
         let sound = noise(kind, 20.0, 0.3);
         let regions = vad.detect(&sound, &VadOptions::default()).unwrap();
         let share = speech_seconds(&regions) / 20.0;
-        assert!(share <= 0.02, "{kind}: {:.1} % called speech: {regions:?}", share * 100.0);
+        assert!(
+            share <= 0.02,
+            "{kind}: {:.1} % called speech: {regions:?}",
+            share * 100.0
+        );
     }
 }
 
@@ -66,5 +91,8 @@ fn chunked_probabilities_match_one_call_per_chunk_boundary() {
     let regions = vad.detect(&samples, &VadOptions::default()).unwrap();
     let found = speech_seconds(&regions);
     let spoken = talk.turns.iter().map(|t| t.end - t.start).sum::<f64>();
-    assert!((found - spoken).abs() < 0.8, "found {found:.2} s of {spoken:.2} s: {regions:?}");
+    assert!(
+        (found - spoken).abs() < 0.8,
+        "found {found:.2} s of {spoken:.2} s: {regions:?}"
+    );
 }

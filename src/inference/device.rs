@@ -6,9 +6,16 @@ use tch::Device;
 
 /// The device a setting names: "auto" is CUDA device 0 when CUDA is available, else the CPU.
 pub fn select_device(setting: &str) -> Result<Device, InferenceError> {
-    let setting_error = |reason: String| InferenceError::Device { setting: setting.to_string(), reason };
+    let setting_error = |reason: String| InferenceError::Device {
+        setting: setting.to_string(),
+        reason,
+    };
     match setting.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        "auto" => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
         "cpu" => Ok(Device::Cpu),
         "cuda" => cuda_device(0).map_err(setting_error),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -20,7 +27,9 @@ pub fn select_device(setting: &str) -> Result<Device, InferenceError> {
 
 fn cuda_device(index: usize) -> Result<Device, String> {
     if !tch::Cuda::is_available() {
-        return Err("CUDA is not available on this machine (or libtorch was built without it)".into());
+        return Err(
+            "CUDA is not available on this machine (or libtorch was built without it)".into(),
+        );
     }
     let count = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
     if index >= count {
@@ -41,7 +50,11 @@ pub fn describe(device: Device) -> String {
     match device {
         Device::Cpu => format!("cpu ({} threads)", tch::get_num_threads()),
         Device::Cuda(index) => {
-            format!("cuda:{index} ({} of {} CUDA devices)", index + 1, tch::Cuda::device_count())
+            format!(
+                "cuda:{index} ({} of {} CUDA devices)",
+                index + 1,
+                tch::Cuda::device_count()
+            )
         }
         other => format!("{other:?}"),
     }
@@ -72,8 +85,14 @@ mod tests {
         assert_eq!(select_device(" CPU ").unwrap(), Device::Cpu);
         let auto = select_device("auto").unwrap();
         assert_eq!(auto.is_cuda(), tch::Cuda::is_available());
-        assert!(matches!(select_device("tpu"), Err(InferenceError::Device { .. })));
-        assert!(matches!(select_device("cuda:x"), Err(InferenceError::Device { .. })));
+        assert!(matches!(
+            select_device("tpu"),
+            Err(InferenceError::Device { .. })
+        ));
+        assert!(matches!(
+            select_device("cuda:x"),
+            Err(InferenceError::Device { .. })
+        ));
         if !tch::Cuda::is_available() {
             let err = select_device("cuda").unwrap_err().to_string();
             assert!(err.contains("CUDA is not available"), "{err}");

@@ -110,10 +110,18 @@ impl Diarizer {
         let speech = self.vad.detect(samples, &opts.vad)?;
         let vad_done = Instant::now();
 
-        let plan = windows::plan(&speech, samples.len(), opts.window_seconds, opts.step_seconds);
+        let plan = windows::plan(
+            &speech,
+            samples.len(),
+            opts.window_seconds,
+            opts.step_seconds,
+        );
         let padded = windows::padded_audio(samples, plan.window_samples);
-        let slices: Vec<&[f32]> =
-            plan.windows.iter().map(|w| &padded[w.start_sample..w.start_sample + plan.window_samples]).collect();
+        let slices: Vec<&[f32]> = plan
+            .windows
+            .iter()
+            .map(|w| &padded[w.start_sample..w.start_sample + plan.window_samples])
+            .collect();
         let embeddings = self.encoder.embed_windows(&slices, opts.batch_size)?;
         let embed_done = Instant::now();
 
@@ -140,13 +148,21 @@ impl Diarizer {
             num_speakers,
             turns.len()
         );
-        Ok(Diarization { speech, turns, num_speakers })
+        Ok(Diarization {
+            speech,
+            turns,
+            num_speakers,
+        })
     }
 }
 
 /// The diarization as RTTM: `SPEAKER <file> 1 <start> <duration> <NA> <NA> <label> <NA> <NA>`.
 pub fn to_rttm(diarization: &Diarization, file_id: &str) -> String {
-    let file_id = if file_id.trim().is_empty() { "audio".to_string() } else { file_id.replace(char::is_whitespace, "_") };
+    let file_id = if file_id.trim().is_empty() {
+        "audio".to_string()
+    } else {
+        file_id.replace(char::is_whitespace, "_")
+    };
     let mut out = String::new();
     for turn in &diarization.turns {
         let _ = writeln!(
@@ -169,8 +185,16 @@ mod tests {
         let diarization = Diarization {
             speech: vec![],
             turns: vec![
-                SpeakerTurn { speaker: 0, start: 0.5, end: 2.25 },
-                SpeakerTurn { speaker: 1, start: 2.5, end: 4.0 },
+                SpeakerTurn {
+                    speaker: 0,
+                    start: 0.5,
+                    end: 2.25,
+                },
+                SpeakerTurn {
+                    speaker: 1,
+                    start: 2.5,
+                    end: 4.0,
+                },
             ],
             num_speakers: 2,
         };

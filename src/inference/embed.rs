@@ -26,8 +26,11 @@ impl SpeakerEncoder {
         if !path.exists() {
             return Err(InferenceError::ModelMissing { path });
         }
-        let mut module = CModule::load_on_device(&path, device)
-            .map_err(|source| InferenceError::ModelLoad { path: path.clone(), source })?;
+        let mut module =
+            CModule::load_on_device(&path, device).map_err(|source| InferenceError::ModelLoad {
+                path: path.clone(),
+                source,
+            })?;
         module.set_eval();
         if use_half(device) {
             // The module keeps its STFT and mel in float32 itself and casts for the LSTM.
@@ -44,7 +47,10 @@ impl SpeakerEncoder {
         batch_size: usize,
     ) -> Result<Tensor, InferenceError> {
         if windows.is_empty() {
-            return Ok(Tensor::zeros([0, EMBEDDING_SIZE], (Kind::Float, Device::Cpu)));
+            return Ok(Tensor::zeros(
+                [0, EMBEDDING_SIZE],
+                (Kind::Float, Device::Cpu),
+            ));
         }
         if let Some(short) = windows.iter().position(|w| w.len() < 400) {
             return Err(InferenceError::InvalidInput(format!(

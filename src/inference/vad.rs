@@ -87,8 +87,11 @@ impl SileroVad {
         if !path.exists() {
             return Err(InferenceError::ModelMissing { path });
         }
-        let mut module = CModule::load_on_device(&path, device)
-            .map_err(|source| InferenceError::ModelLoad { path: path.clone(), source })?;
+        let mut module =
+            CModule::load_on_device(&path, device).map_err(|source| InferenceError::ModelLoad {
+                path: path.clone(),
+                source,
+            })?;
         module.set_eval();
         Ok(SileroVad { module, device })
     }
@@ -104,7 +107,9 @@ impl SileroVad {
             let mut input = Tensor::from_slice(chunk);
             let padding = (FRAME_SAMPLES - chunk.len() % FRAME_SAMPLES) % FRAME_SAMPLES;
             if padding > 0 {
-                input = input.f_constant_pad_nd([0, padding as i64]).map_err(torch_error)?;
+                input = input
+                    .f_constant_pad_nd([0, padding as i64])
+                    .map_err(torch_error)?;
             }
             let inputs = [
                 IValue::Tensor(input.to_device(self.device)),
@@ -142,8 +147,9 @@ impl SileroVad {
 fn unpack_output(output: IValue) -> Result<(Tensor, Tensor, Tensor), InferenceError> {
     let invalid = || InferenceError::ModelInvalid {
         path: MODEL_FILE.into(),
-        reason: "its forward must return (probabilities, context, state); rerun scripts/prepare-models"
-            .into(),
+        reason:
+            "its forward must return (probabilities, context, state); rerun scripts/prepare-models"
+                .into(),
     };
     match output {
         IValue::Tuple(values) if values.len() == 3 => {

@@ -49,13 +49,22 @@ pub fn models_dir() -> PathBuf {
 }
 
 fn run(command: &mut Command) {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).expect("sox output");
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// One sentence in one voice: 16 kHz mono, leading and trailing silence trimmed.
@@ -63,10 +72,29 @@ pub fn speak(voice: &[&str], text: &str) -> Vec<f32> {
     let dir = tempfile::tempdir().expect("temp dir");
     let wav = dir.path().join("speech.wav");
     let raw = dir.path().join("speech.f32");
-    run(Command::new("espeak-ng").args(voice).arg("-w").arg(&wav).arg(text));
-    run(Command::new("sox").arg(&wav).args(["-r", "16000", "-c", "1", "-b", "32", "-e", "floating-point", "-t", "raw"]).arg(&raw).args([
-        "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse",
-    ]));
+    run(Command::new("espeak-ng")
+        .args(voice)
+        .arg("-w")
+        .arg(&wav)
+        .arg(text));
+    run(Command::new("sox")
+        .arg(&wav)
+        .args([
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "32",
+            "-e",
+            "floating-point",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .args([
+            "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse",
+        ]));
     read_f32(&raw)
 }
 
@@ -74,13 +102,28 @@ pub fn speak(voice: &[&str], text: &str) -> Vec<f32> {
 pub fn noise(kind: &str, seconds: f64, volume: f64) -> Vec<f32> {
     let dir = tempfile::tempdir().expect("temp dir");
     let raw = dir.path().join("noise.f32");
-    run(Command::new("sox").args(["-n", "-r", "16000", "-c", "1", "-b", "32", "-e", "floating-point", "-t", "raw"]).arg(&raw).args([
-        "synth",
-        &format!("{seconds}"),
-        kind,
-        "vol",
-        &format!("{volume}"),
-    ]));
+    run(Command::new("sox")
+        .args([
+            "-n",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "32",
+            "-e",
+            "floating-point",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .args([
+            "synth",
+            &format!("{seconds}"),
+            kind,
+            "vol",
+            &format!("{volume}"),
+        ]));
     read_f32(&raw)
 }
 
@@ -105,11 +148,22 @@ pub fn conversation(lead_in: f64, parts: &[(usize, &str, f64)], noise_volume: f6
         let start = samples.len() as f64 / SAMPLE_RATE as f64;
         samples.extend(speak(VOICES[speaker], text));
         let end = samples.len() as f64 / SAMPLE_RATE as f64;
-        turns.push(SpeakerTurn { speaker, start, end });
-        samples.extend(std::iter::repeat_n(0.0, (gap_after * SAMPLE_RATE as f64) as usize));
+        turns.push(SpeakerTurn {
+            speaker,
+            start,
+            end,
+        });
+        samples.extend(std::iter::repeat_n(
+            0.0,
+            (gap_after * SAMPLE_RATE as f64) as usize,
+        ));
     }
     if noise_volume > 0.0 {
-        let floor = noise("brownnoise", samples.len() as f64 / SAMPLE_RATE as f64 + 0.1, noise_volume);
+        let floor = noise(
+            "brownnoise",
+            samples.len() as f64 / SAMPLE_RATE as f64 + 0.1,
+            noise_volume,
+        );
         for (s, n) in samples.iter_mut().zip(floor) {
             *s += n;
         }
@@ -122,7 +176,13 @@ pub fn conversation(lead_in: f64, parts: &[(usize, &str, f64)], noise_volume: f6
 pub fn round_robin(speakers: usize, turns: usize) -> Conversation {
     let gaps = [0.6, 0.9, 0.4, 1.2, 0.7];
     let parts: Vec<(usize, &str, f64)> = (0..turns)
-        .map(|i| (i % speakers, SENTENCES[i % SENTENCES.len()], gaps[i % gaps.len()]))
+        .map(|i| {
+            (
+                i % speakers,
+                SENTENCES[i % SENTENCES.len()],
+                gaps[i % gaps.len()],
+            )
+        })
         .collect();
     conversation(0.5, &parts, 0.002)
 }

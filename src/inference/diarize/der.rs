@@ -38,8 +38,11 @@ const BRUTE_FORCE_SPEAKERS: usize = 8;
 pub fn diarization_error(reference: &[SpeakerTurn], hypothesis: &[SpeakerTurn]) -> DerBreakdown {
     let ref_speakers = speakers(reference);
     let hyp_speakers = speakers(hypothesis);
-    let mut boundaries: Vec<f64> =
-        reference.iter().chain(hypothesis).flat_map(|t| [t.start, t.end]).collect();
+    let mut boundaries: Vec<f64> = reference
+        .iter()
+        .chain(hypothesis)
+        .flat_map(|t| [t.start, t.end])
+        .collect();
     boundaries.sort_by(f64::total_cmp);
     boundaries.dedup();
 
@@ -94,7 +97,13 @@ fn best_mapping_overlap(overlap: &[Vec<f64>]) -> f64 {
     let n_ref = overlap.len();
     let n_hyp = overlap.first().map_or(0, Vec::len);
     let size = n_ref.max(n_hyp);
-    let at = |r: usize, h: usize| if r < n_ref && h < n_hyp { overlap[r][h] } else { 0.0 };
+    let at = |r: usize, h: usize| {
+        if r < n_ref && h < n_hyp {
+            overlap[r][h]
+        } else {
+            0.0
+        }
+    };
     if size > BRUTE_FORCE_SPEAKERS {
         return greedy_mapping_overlap(overlap);
     }
@@ -146,7 +155,11 @@ mod tests {
     use super::*;
 
     fn t(speaker: usize, start: f64, end: f64) -> SpeakerTurn {
-        SpeakerTurn { speaker, start, end }
+        SpeakerTurn {
+            speaker,
+            start,
+            end,
+        }
     }
 
     fn close(a: f64, b: f64) -> bool {
@@ -168,7 +181,10 @@ mod tests {
         let reference = [t(0, 0.0, 4.0), t(1, 4.0, 8.0)];
         let hypothesis = [t(0, 0.0, 3.0), t(0, 4.0, 5.0), t(1, 5.0, 9.0)];
         let d = diarization_error(&reference, &hypothesis);
-        assert!(close(d.missed, 1.0) && close(d.false_alarm, 1.0) && close(d.confusion, 1.0), "{d:?}");
+        assert!(
+            close(d.missed, 1.0) && close(d.false_alarm, 1.0) && close(d.confusion, 1.0),
+            "{d:?}"
+        );
         assert!(close(d.der(), 3.0 / 8.0));
     }
 
@@ -179,7 +195,10 @@ mod tests {
         let hypothesis = [t(0, 0.0, 6.0)];
         let d = diarization_error(&reference, &hypothesis);
         // total 8; the overlap misses one speaker (2 s); mapping X→A leaves B's 2 s alone confused.
-        assert!(close(d.total, 8.0) && close(d.missed, 2.0) && close(d.confusion, 2.0), "{d:?}");
+        assert!(
+            close(d.total, 8.0) && close(d.missed, 2.0) && close(d.confusion, 2.0),
+            "{d:?}"
+        );
         assert!(close(d.false_alarm, 0.0));
     }
 

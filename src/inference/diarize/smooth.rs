@@ -4,7 +4,11 @@
 use super::SpeakerTurn;
 
 /// Smooths time-ordered raw turns and renumbers their speakers 0, 1, 2, … by first appearance.
-pub fn smooth(turns: Vec<SpeakerTurn>, min_turn_seconds: f64, merge_gap_seconds: f64) -> Vec<SpeakerTurn> {
+pub fn smooth(
+    turns: Vec<SpeakerTurn>,
+    min_turn_seconds: f64,
+    merge_gap_seconds: f64,
+) -> Vec<SpeakerTurn> {
     let mut turns = merge_same_speaker(turns, merge_gap_seconds);
     // Shortest blip first, so a run of blips is decided by its longer neighbours.
     while let Some(index) = shortest_absorbable(&turns, min_turn_seconds, merge_gap_seconds) {
@@ -36,9 +40,15 @@ fn shortest_absorbable(turns: &[SpeakerTurn], min_turn: f64, gap: f64) -> Option
         .min_by(|&a, &b| turns[a].duration().total_cmp(&turns[b].duration()))
 }
 
-fn close_neighbours(turns: &[SpeakerTurn], index: usize, gap: f64) -> impl Iterator<Item = usize> + '_ {
+fn close_neighbours(
+    turns: &[SpeakerTurn],
+    index: usize,
+    gap: f64,
+) -> impl Iterator<Item = usize> + '_ {
     let turn = turns[index];
-    let before = index.checked_sub(1).filter(|&p| turn.start - turns[p].end <= gap);
+    let before = index
+        .checked_sub(1)
+        .filter(|&p| turn.start - turns[p].end <= gap);
     let after = Some(index + 1).filter(|&n| n < turns.len() && turns[n].start - turn.end <= gap);
     before.into_iter().chain(after)
 }
@@ -55,10 +65,13 @@ fn renumber_by_first_appearance(turns: Vec<SpeakerTurn>) -> Vec<SpeakerTurn> {
     turns
         .into_iter()
         .map(|turn| {
-            let speaker = order.iter().position(|&s| s == turn.speaker).unwrap_or_else(|| {
-                order.push(turn.speaker);
-                order.len() - 1
-            });
+            let speaker = order
+                .iter()
+                .position(|&s| s == turn.speaker)
+                .unwrap_or_else(|| {
+                    order.push(turn.speaker);
+                    order.len() - 1
+                });
             SpeakerTurn { speaker, ..turn }
         })
         .collect()
@@ -69,7 +82,11 @@ mod tests {
     use super::*;
 
     fn turn(speaker: usize, start: f64, end: f64) -> SpeakerTurn {
-        SpeakerTurn { speaker, start, end }
+        SpeakerTurn {
+            speaker,
+            start,
+            end,
+        }
     }
 
     #[test]
@@ -83,12 +100,18 @@ mod tests {
             turn(3, 9.5, 9.8), // short but isolated: kept
         ];
         let smoothed = smooth(raw, 0.5, 0.5);
-        assert_eq!(smoothed, vec![turn(0, 0.0, 5.0), turn(1, 6.0, 8.0), turn(0, 9.5, 9.8)]);
+        assert_eq!(
+            smoothed,
+            vec![turn(0, 0.0, 5.0), turn(1, 6.0, 8.0), turn(0, 9.5, 9.8)]
+        );
     }
 
     #[test]
     fn a_blip_goes_to_its_longer_neighbour() {
         let raw = vec![turn(0, 0.0, 1.0), turn(1, 1.0, 1.2), turn(2, 1.2, 4.0)];
-        assert_eq!(smooth(raw, 0.5, 0.5), vec![turn(0, 0.0, 1.0), turn(1, 1.0, 4.0)]);
+        assert_eq!(
+            smooth(raw, 0.5, 0.5),
+            vec![turn(0, 0.0, 1.0), turn(1, 1.0, 4.0)]
+        );
     }
 }

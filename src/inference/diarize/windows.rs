@@ -28,7 +28,12 @@ pub struct WindowPlan {
 /// Windows of `window_seconds` every `step_seconds` inside each speech region, the last one
 /// flush with the region's end; a region shorter than a window gets one window centred on it
 /// (reaching into the audio around it).
-pub fn plan(speech: &[SpeechRegion], audio_samples: usize, window_seconds: f64, step_seconds: f64) -> WindowPlan {
+pub fn plan(
+    speech: &[SpeechRegion],
+    audio_samples: usize,
+    window_seconds: f64,
+    step_seconds: f64,
+) -> WindowPlan {
     let rate = SAMPLE_RATE as f64;
     let window_samples = (window_seconds * rate).round() as usize;
     let step_samples = ((step_seconds * rate).round() as usize).max(1);
@@ -36,7 +41,9 @@ pub fn plan(speech: &[SpeechRegion], audio_samples: usize, window_seconds: f64, 
     let mut windows = Vec::new();
     for (index, region) in speech.iter().enumerate() {
         let start = (region.start * rate).round() as usize;
-        let end = ((region.end * rate).round() as usize).min(audio_samples).max(start);
+        let end = ((region.end * rate).round() as usize)
+            .min(audio_samples)
+            .max(start);
         let mut starts = Vec::new();
         if end - start <= window_samples {
             let centre = (start + end) / 2;
@@ -53,7 +60,11 @@ pub fn plan(speech: &[SpeechRegion], audio_samples: usize, window_seconds: f64, 
             centre: ((s + window_samples / 2) as f64 / rate).clamp(region.start, region.end),
         }));
     }
-    WindowPlan { window_samples, regions: speech.to_vec(), windows }
+    WindowPlan {
+        window_samples,
+        regions: speech.to_vec(),
+        windows,
+    }
 }
 
 /// The audio, zero-padded to one window when it is shorter than that.
@@ -75,13 +86,24 @@ pub fn turns_from_labels(plan: &WindowPlan, labels: &[usize]) -> Vec<SpeakerTurn
     while i < plan.windows.len() {
         let region_index = plan.windows[i].region;
         let region = plan.regions[region_index];
-        let mut turn = SpeakerTurn { speaker: labels[i], start: region.start, end: region.end };
+        let mut turn = SpeakerTurn {
+            speaker: labels[i],
+            start: region.start,
+            end: region.end,
+        };
         i += 1;
         while i < plan.windows.len() && plan.windows[i].region == region_index {
             if labels[i] != turn.speaker {
                 let boundary = (plan.windows[i - 1].centre + plan.windows[i].centre) / 2.0;
-                turns.push(SpeakerTurn { end: boundary, ..turn });
-                turn = SpeakerTurn { speaker: labels[i], start: boundary, end: region.end };
+                turns.push(SpeakerTurn {
+                    end: boundary,
+                    ..turn
+                });
+                turn = SpeakerTurn {
+                    speaker: labels[i],
+                    start: boundary,
+                    end: region.end,
+                };
             }
             i += 1;
         }
@@ -96,9 +118,22 @@ mod tests {
 
     #[test]
     fn windows_cover_regions_and_labels_split_halfway() {
-        let speech = vec![SpeechRegion { start: 1.0, end: 4.0 }, SpeechRegion { start: 5.0, end: 5.5 }];
+        let speech = vec![
+            SpeechRegion {
+                start: 1.0,
+                end: 4.0,
+            },
+            SpeechRegion {
+                start: 5.0,
+                end: 5.5,
+            },
+        ];
         let plan = plan(&speech, 16000 * 6, 1.5, 0.75);
-        let starts: Vec<f64> = plan.windows.iter().map(|w| w.start_sample as f64 / 16000.0).collect();
+        let starts: Vec<f64> = plan
+            .windows
+            .iter()
+            .map(|w| w.start_sample as f64 / 16000.0)
+            .collect();
         // 1.0, 1.75, 2.5 fit; 2.5 + 1.5 = 4.0 is flush. The short region gets a centred window.
         assert_eq!(starts, vec![1.0, 1.75, 2.5, 4.5]);
         let turns = turns_from_labels(&plan, &[0, 0, 1, 1]);
@@ -106,7 +141,10 @@ mod tests {
         assert_eq!(turns.len(), 3);
         for (turn, (speaker, start, end)) in turns.iter().zip(expected) {
             assert_eq!(turn.speaker, speaker);
-            assert!((turn.start - start).abs() < 1e-9 && (turn.end - end).abs() < 1e-9, "{turns:?}");
+            assert!(
+                (turn.start - start).abs() < 1e-9 && (turn.end - end).abs() < 1e-9,
+                "{turns:?}"
+            );
         }
         // Audio shorter than a window: one window from 0 over zero padding.
         let tiny = plan_for_short();
@@ -115,6 +153,14 @@ mod tests {
     }
 
     fn plan_for_short() -> WindowPlan {
-        plan(&[SpeechRegion { start: 0.1, end: 0.9 }], 16000, 1.5, 0.75)
+        plan(
+            &[SpeechRegion {
+                start: 0.1,
+                end: 0.9,
+            }],
+            16000,
+            1.5,
+            0.75,
+        )
     }
 }

@@ -4,18 +4,31 @@
 use super::{SpeechRegion, VadOptions, FRAME_SAMPLES, SAMPLE_RATE};
 
 /// Speech regions from per-frame speech probabilities of `audio_samples` samples of audio.
-pub fn speech_regions(probabilities: &[f32], audio_samples: usize, opts: &VadOptions) -> Vec<SpeechRegion> {
+pub fn speech_regions(
+    probabilities: &[f32],
+    audio_samples: usize,
+    opts: &VadOptions,
+) -> Vec<SpeechRegion> {
     let rate = SAMPLE_RATE as f64;
     let min_speech_samples = rate * f64::from(opts.min_speech_ms) / 1000.0;
     let min_silence_samples = rate * f64::from(opts.min_silence_ms) / 1000.0;
     let pad_samples = rate * f64::from(opts.speech_pad_ms) / 1000.0;
     let audio_length = audio_samples as i64;
 
-    let mut speeches = raw_speeches(probabilities, audio_length, opts, min_speech_samples, min_silence_samples);
+    let mut speeches = raw_speeches(
+        probabilities,
+        audio_length,
+        opts,
+        min_speech_samples,
+        min_silence_samples,
+    );
     pad_speeches(&mut speeches, audio_length, pad_samples);
     speeches
         .into_iter()
-        .map(|(start, end)| SpeechRegion { start: start as f64 / rate, end: end as f64 / rate })
+        .map(|(start, end)| SpeechRegion {
+            start: start as f64 / rate,
+            end: end as f64 / rate,
+        })
         .collect()
 }
 
@@ -88,7 +101,10 @@ mod tests {
     use super::*;
 
     fn frames(pattern: &[(f32, usize)]) -> Vec<f32> {
-        pattern.iter().flat_map(|&(p, n)| std::iter::repeat_n(p, n)).collect()
+        pattern
+            .iter()
+            .flat_map(|&(p, n)| std::iter::repeat_n(p, n))
+            .collect()
     }
 
     #[test]
@@ -96,7 +112,15 @@ mod tests {
         let opts = VadOptions::default();
         // 10 silent frames, 20 speech, 2 frames at 0.4 (between the thresholds: still speech),
         // 10 speech, 10 silent (320 ms ≥ 100 ms ends it), 5 speech (160 ms < 250 ms: dropped), 10 silent.
-        let probs = frames(&[(0.1, 10), (0.9, 20), (0.4, 2), (0.9, 10), (0.1, 10), (0.9, 5), (0.1, 10)]);
+        let probs = frames(&[
+            (0.1, 10),
+            (0.9, 20),
+            (0.4, 2),
+            (0.9, 10),
+            (0.1, 10),
+            (0.9, 5),
+            (0.1, 10),
+        ]);
         let regions = speech_regions(&probs, probs.len() * FRAME_SAMPLES, &opts);
         assert_eq!(regions.len(), 1, "{regions:?}");
         let start = (10 * 512 - 480) as f64 / 16000.0;
@@ -106,7 +130,10 @@ mod tests {
 
     #[test]
     fn close_regions_split_the_gap_and_open_speech_runs_to_the_end() {
-        let opts = VadOptions { min_silence_ms: 30, ..VadOptions::default() };
+        let opts = VadOptions {
+            min_silence_ms: 30,
+            ..VadOptions::default()
+        };
         // Speech, 2 silent frames (64 ms ≥ 30 ms ends the region), speech to the end.
         let probs = frames(&[(0.9, 20), (0.1, 2), (0.9, 20)]);
         let audio = probs.len() * FRAME_SAMPLES - 100;
