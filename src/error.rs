@@ -31,17 +31,11 @@ pub struct JobError {
 
 impl JobError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        JobError {
-            kind: ErrorKind::Permanent,
-            message: message.into(),
-        }
+        JobError { kind: ErrorKind::Permanent, message: message.into() }
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        JobError {
-            kind: ErrorKind::Transient,
-            message: message.into(),
-        }
+        JobError { kind: ErrorKind::Transient, message: message.into() }
     }
 
     pub fn is_transient(&self) -> bool {
@@ -57,9 +51,6 @@ pub trait Classify: std::error::Error {
 
 impl<E: Classify> From<E> for JobError {
     fn from(err: E) -> Self {
-        JobError {
-            kind: err.kind(),
-            message: err.to_string(),
-        }
+        JobError { kind: err.kind(), message: err.to_string() }
     }
 }
