@@ -15,15 +15,9 @@ pub enum InferenceError {
     #[error("Model file {path} is missing: run scripts/prepare-models")]
     ModelMissing { path: std::path::PathBuf },
     #[error("Loading model {path} failed: {source}")]
-    ModelLoad {
-        path: std::path::PathBuf,
-        source: tch::TchError,
-    },
+    ModelLoad { path: std::path::PathBuf, source: tch::TchError },
     #[error("Model file {path} is not usable: {reason}")]
-    ModelInvalid {
-        path: std::path::PathBuf,
-        reason: String,
-    },
+    ModelInvalid { path: std::path::PathBuf, reason: String },
     #[error("The device ran out of memory: {0}")]
     OutOfMemory(String),
     #[error("Inference failed: {0}")]
