@@ -62,22 +62,22 @@ def stream_module_class():
             # Each frame sees the last 64 samples before it, as the packaged model's `_context` does.
             previous = torch.cat([context.reshape(1, 64), frames[:-1, -64:]], 0)
             features = self.encoder(self.stft(torch.cat([previous, frames], 1))).squeeze(-1)
-            h = state[0].unsqueeze(0)
-            c = state[1].unsqueeze(0)
-            hidden = []
-            for i in range(features.size(0)):
-                h, c = torch.lstm_cell(
-                    features[i : i + 1],
-                    [h, c],
-                    self.rnn.weight_ih,
-                    self.rnn.weight_hh,
-                    self.rnn.bias_ih,
-                    self.rnn.bias_hh,
-                )
-                hidden.append(h)
-            out = self.head(torch.cat(hidden, 0).unsqueeze(-1))
+            # The LSTMCell over the frames as one single-layer torch.lstm call: the same
+            # weights and equations, without a per-frame loop.
+            hidden, h, c = torch.lstm(
+                features.unsqueeze(1),
+                [state[0].reshape(1, 1, 128), state[1].reshape(1, 1, 128)],
+                [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh],
+                True,
+                1,
+                0.0,
+                False,
+                False,
+                False,
+            )
+            out = self.head(hidden.squeeze(1).unsqueeze(-1))
             probs = out.squeeze(1).mean(1)
-            return probs, frames[-1, -64:].clone(), torch.stack([h[0], c[0]])
+            return probs, frames[-1, -64:].clone(), torch.stack([h.reshape(128), c.reshape(128)])
 
     return SileroVadStream
 
