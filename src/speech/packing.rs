@@ -1,6 +1,7 @@
 //! Attribution by construction: each speaker's turns are packed, in time order, into windows of
 //! at most ~30 s of that speaker's audio alone (short silences between turns), so every word the
-//! recogniser finds in a window belongs to that speaker. Short turns ride along with the same
+//! recogniser finds in a window belongs to that speaker. A turn is only cut across windows when
+//! it is longer than a window. Short turns ride along with the same
 //! speaker's other turns instead of being transcribed (or lost) on their own, and the number of
 //! windows stays close to the audio's length / 30 s — what a plain transcription would encode.
 
@@ -62,7 +63,13 @@ pub fn pack(
                     gap_seconds
                 };
                 let room = max_seconds - used - gap;
-                if room < 0.5f64.min(end - start) {
+                // A turn that would fit a fresh window is not cut in two: Whisper misreads
+                // words cut at a window's edge, and a window opening mid-sentence invites it
+                // to invent an opening.
+                let fits_fresh = end - start <= max_seconds;
+                if room < 0.5f64.min(end - start)
+                    || (fits_fresh && room < end - start && !current.pieces.is_empty())
+                {
                     windows.push(std::mem::replace(
                         &mut current,
                         SpeakerWindow {

@@ -300,7 +300,12 @@ pub fn decode_batch(
     let mut sequences: Vec<Vec<u32>> = vec![initial.to_vec(); batch];
     let mut sum_logprobs = vec![0f64; batch];
     let mut active: Vec<usize> = (0..batch).collect();
+    // Where a step's time goes, for the DEBUG log.
+    let (mut filter_seconds, mut decoder_seconds, mut projection_seconds) = (0f64, 0f64, 0f64);
+    let mut steps = 0;
     for _ in 0..sample_len {
+        steps += 1;
+        let clock = std::time::Instant::now();
         let rows: Vec<Vec<f32>> = Vec::try_from(&logits.f_to_device(tch::Device::Cpu)?)?;
         for (mut row_logits, &row) in rows.into_iter().zip(&active) {
             filters.apply(&mut row_logits, &sequences[row]);
@@ -329,8 +334,18 @@ pub fn decode_batch(
         let last = Tensor::f_from_slice(&last)?
             .f_view([-1, 1])?
             .f_to_device(device)?;
-        logits = decoder.logits(&decoder.forward(&last, &mut cache)?.f_select(1, 0)?)?;
+        filter_seconds += clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let hidden = decoder.forward(&last, &mut cache)?.f_select(1, 0)?;
+        decoder_seconds += clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        logits = decoder.logits(&hidden)?;
+        projection_seconds += clock.elapsed().as_secs_f64();
     }
+    log::debug!(
+        "whisper: {steps} steps: logit filters {filter_seconds:.2} s, decoder layers \
+         {decoder_seconds:.2} s, vocabulary projection {projection_seconds:.2} s"
+    );
 
     Ok(sequences
         .into_iter()

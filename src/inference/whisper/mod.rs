@@ -10,6 +10,7 @@ pub mod tokenizer;
 pub mod transcribe;
 
 pub use decode::DecodeOptions;
+pub use model::Precision;
 pub use transcribe::{AsrSegment, Whisper, WindowTranscript};
 
 use serde::Deserialize;

@@ -95,13 +95,16 @@ impl MultiHeadAttention {
         })
     }
 
-    /// `[batch, ctx, state]` → `[batch, head, ctx, state / head]`.
+    /// `[batch, ctx, state]` → `[batch, head, ctx, state / head]`, contiguous.
     fn split_heads(&self, x: &Tensor) -> Result<Tensor, TchError> {
         let (batch, ctx, _) = x.size3()?;
-        x.f_view([batch, ctx, self.n_head, -1])?.f_transpose(1, 2)
+        x.f_view([batch, ctx, self.n_head, -1])?
+            .f_transpose(1, 2)?
+            .f_contiguous()
     }
 
-    /// `qkv_attention`: softmax(q kᵀ / √d) v over heads; `causal` masks future positions.
+    /// `qkv_attention`: softmax(q kᵀ / √d) v over heads, on keys and values already split into
+    /// heads (`[batch, head, ctx, state / head]`); `causal` masks future positions.
     fn qkv_attention(
         &self,
         q: &Tensor,
@@ -110,15 +113,11 @@ impl MultiHeadAttention {
         causal: bool,
     ) -> Result<Tensor, TchError> {
         let (batch, ctx, state) = q.size3()?;
-        let (q, k, v) = (
-            self.split_heads(q)?,
-            self.split_heads(k)?,
-            self.split_heads(v)?,
-        );
+        let q = self.split_heads(q)?;
         let wv = Tensor::f_scaled_dot_product_attention(
             &q,
-            &k,
-            &v,
+            k,
+            v,
             None::<Tensor>,
             0.0,
             causal,
@@ -129,26 +128,35 @@ impl MultiHeadAttention {
             .forward(&wv.f_transpose(1, 2)?.f_reshape([batch, ctx, state])?)
     }
 
-    /// Self-attention; with a cache, the new keys and values are appended to it.
+    /// Self-attention; with a cache, the new keys and values are appended to it (kept split
+    /// into heads, so a decoding step copies nothing but its own token's keys and values).
     fn forward_self(
         &self,
         x: &Tensor,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor, TchError> {
         let q = self.query.forward(x)?;
-        let mut k = self.key.forward(x)?;
-        let mut v = self.value.forward(x)?;
+        let mut k = self.split_heads(&self.key.forward(x)?)?;
+        let mut v = self.split_heads(&self.value.forward(x)?)?;
         // Several tokens at once only happen on an empty cache (the prompt), so the causal mask
         // `mask[:n_ctx, :n_ctx]` of the reference is sdpa's top-left aligned one.
         let causal = cache.is_some() && x.size()[1] > 1;
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.as_ref() {
-                k = Tensor::f_cat(&[past_k, &k], 1)?;
-                v = Tensor::f_cat(&[past_v, &v], 1)?;
+                k = Tensor::f_cat(&[past_k, &k], 2)?;
+                v = Tensor::f_cat(&[past_v, &v], 2)?;
             }
             *cache = Some((k.shallow_clone(), v.shallow_clone()));
         }
         self.qkv_attention(&q, &k, &v, causal)
+    }
+
+    /// The audio's keys and values for cross-attention, split into heads once per window.
+    fn cross_kv(&self, audio_features: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+        Ok((
+            self.split_heads(&self.key.forward(audio_features)?)?,
+            self.split_heads(&self.value.forward(audio_features)?)?,
+        ))
     }
 
     fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor)) -> Result<Tensor, TchError> {
@@ -257,7 +265,7 @@ impl KvCache {
         self.self_attn
             .first()
             .and_then(|c| c.as_ref())
-            .map_or(0, |(k, _)| k.size()[1])
+            .map_or(0, |(k, _)| k.size()[2])
     }
 
     /// Keeps (and reorders) the batch rows listed in `rows` (`rearrange_kv_cache`).
@@ -288,10 +296,7 @@ impl TextDecoder {
         let mut cross_attn = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             if let Some((attn, _)) = &block.cross_attn {
-                cross_attn.push((
-                    attn.key.forward(audio_features)?,
-                    attn.value.forward(audio_features)?,
-                ));
+                cross_attn.push(attn.cross_kv(audio_features)?);
             }
         }
         Ok(KvCache {
@@ -326,6 +331,52 @@ impl TextDecoder {
     }
 }
 
+/// The number format the network computes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// f32: the reference's numbers exactly; the CPU fallback.
+    Float32,
+    /// bfloat16: CPUs with AMX or AVX-512 BF16 multiply it several times faster than f32.
+    BFloat16,
+    /// f16: CUDA.
+    Float16,
+}
+
+impl Precision {
+    /// f16 on CUDA; on the CPU bfloat16 where the CPU has native bfloat16 arithmetic (AMX or
+    /// AVX-512 BF16; elsewhere libtorch emulates it, slower than f32), else f32.
+    pub fn auto(device: Device) -> Precision {
+        if device.is_cuda() {
+            Precision::Float16
+        } else if cpu_has_native_bf16() {
+            Precision::BFloat16
+        } else {
+            Precision::Float32
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Float32 => Kind::Float,
+            Precision::BFloat16 => Kind::BFloat16,
+            Precision::Float16 => Kind::Half,
+        }
+    }
+}
+
+/// Whether /proc/cpuinfo lists `amx_bf16` or `avx512_bf16` (false where it cannot be read).
+fn cpu_has_native_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .find(|line| line.starts_with("flags"))
+            .is_some_and(|flags| {
+                flags
+                    .split_whitespace()
+                    .any(|flag| flag == "amx_bf16" || flag == "avx512_bf16")
+            })
+    })
+}
+
 /// `Whisper` of `model.py`: encoder, decoder and the mel filters of its front end.
 pub struct WhisperModel {
     pub encoder: AudioEncoder,
@@ -336,8 +387,13 @@ pub struct WhisperModel {
 }
 
 impl WhisperModel {
-    /// Reads `model.safetensors`; f32 on the CPU, f16 on CUDA.
-    pub fn load(path: &Path, config: &Config, device: Device) -> Result<Self, InferenceError> {
+    /// Reads `model.safetensors` into `precision`'s number format on `device`.
+    pub fn load(
+        path: &Path,
+        config: &Config,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Self, InferenceError> {
         if !path.exists() {
             return Err(InferenceError::ModelMissing {
                 path: path.to_path_buf(),
@@ -348,11 +404,7 @@ impl WhisperModel {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let kind = if device.is_cuda() {
-            Kind::Half
-        } else {
-            Kind::Float
-        };
+        let kind = precision.kind();
         let mut w = Weights {
             tensors: tensors.into_iter().collect(),
             path,
