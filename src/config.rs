@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "LAHSTATS_DEVICE", default_value = "auto", global = true)]
     pub device: String,
 
+    /// libtorch threads for inference (0: libtorch's default, one per core). One is fastest on a
+    /// small machine shared with other work: two threads spend their time waiting on each other.
+    #[arg(long, env = "LAHSTATS_TORCH_THREADS", default_value_t = 1, global = true)]
+    pub torch_threads: usize,
+
     /// Prefix of every Redis key the worker uses (tests give each run its own).
     #[arg(
         long,

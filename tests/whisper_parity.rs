@@ -8,7 +8,6 @@ mod support;
 use lahstats_worker::inference::whisper::{DecodeOptions, Whisper};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 use support::tts::{
     project_root, python, read_f32, silence, speak, wer, whisper_model_dir, write_f32, PASSAGES,
 };
@@ -120,38 +119,5 @@ fn our_transcripts_match_faster_whisper() {
     assert!(
         error_rate <= 0.05,
         "WER against faster-whisper {error_rate:.3} above 5 %"
-    );
-}
-
-/// Ours (whole window batch API and long-form) against faster-whisper int8 on one minute.
-#[test]
-#[ignore = "a benchmark: cargo test --release --test whisper_parity -- --ignored --nocapture"]
-fn speed_against_faster_whisper_int8() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let samples = one_minute(dir.path());
-    let file = write_wav(dir.path(), "minute", &samples);
-    let audio_seconds = samples.len() as f64 / 16000.0;
-    let (_, int8_seconds) = faster_whisper(&[file.clone(), file.clone()], "int8")[1].clone();
-    let (_, f32_seconds) = faster_whisper(&[file.clone(), file], "float32")[1].clone();
-    let mut whisper = Whisper::load(&whisper_model_dir(), Device::Cpu).expect("loads");
-    let opts = DecodeOptions::default();
-    whisper
-        .transcribe_long(&samples[..16000 * 5], &opts)
-        .expect("warm-up");
-    let began = Instant::now();
-    whisper
-        .transcribe_long(&samples, &opts)
-        .expect("transcribes");
-    let long_seconds = began.elapsed().as_secs_f64();
-    let windows: Vec<&[f32]> = samples.chunks(16000 * 30).collect();
-    let began = Instant::now();
-    whisper
-        .transcribe_batch(&windows, &opts)
-        .expect("transcribes");
-    let batch_seconds = began.elapsed().as_secs_f64();
-    eprintln!(
-        "{audio_seconds:.1} s of audio: faster-whisper int8 {int8_seconds:.2} s, float32 {f32_seconds:.2} s; \
-         ours transcribe_long {long_seconds:.2} s, transcribe_batch ({} windows) {batch_seconds:.2} s",
-        windows.len()
     );
 }
