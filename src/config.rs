@@ -45,7 +45,12 @@ pub struct Config {
 
     /// libtorch threads for inference (0: libtorch's default, one per core). One is fastest on a
     /// small machine shared with other work: two threads spend their time waiting on each other.
-    #[arg(long, env = "LAHSTATS_TORCH_THREADS", default_value_t = 1, global = true)]
+    #[arg(
+        long,
+        env = "LAHSTATS_TORCH_THREADS",
+        default_value_t = 1,
+        global = true
+    )]
     pub torch_threads: usize,
 
     /// Prefix of every Redis key the worker uses (tests give each run its own).

@@ -67,7 +67,9 @@ pub fn factory(config: Config, device: Device) -> PipelineFactory {
 impl SpeechPipeline {
     pub fn load(config: &Config, device: Device) -> Result<SpeechPipeline, JobError> {
         let started = Instant::now();
-        crate::inference::device::set_threads((config.torch_threads > 0).then_some(config.torch_threads));
+        crate::inference::device::set_threads(
+            (config.torch_threads > 0).then_some(config.torch_threads),
+        );
         let diarizer = Diarizer::load(&config.models_dir, device)?;
         let whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
         let prompt = match config.initial_prompt.as_deref() {
