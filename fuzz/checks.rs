@@ -21,7 +21,10 @@ pub fn job_payload(data: &[u8]) {
     match job::parse(&raw, MAX_PAYLOAD_BYTES) {
         Ok(payload) => check_accepted(&raw, &payload),
         Err(error) => {
-            assert!(!error.is_transient(), "a bad payload must fail for good: {error}");
+            assert!(
+                !error.is_transient(),
+                "a bad payload must fail for good: {error}"
+            );
             assert!(!error.message.is_empty());
         }
     }
@@ -52,7 +55,10 @@ fn check_accepted(raw: &str, payload: &JobPayload) {
         payload.attempt
     );
     assert_eq!(retried.session_id, payload.session_id);
-    assert_eq!(retried.extra, payload.extra, "unknown fields must survive a retry");
+    assert_eq!(
+        retried.extra, payload.extra,
+        "unknown fields must survive a retry"
+    );
     let reset = retried.reset_attempts();
     assert_eq!(reset.attempt, 0);
     assert_eq!(&reparse(&reset, "a reset payload"), &reset);

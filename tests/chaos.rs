@@ -28,5 +28,9 @@ fn sessions_survive_random_kills_outages_and_signals() {
     });
     let report = chaos::run(plan);
     report.print();
-    assert!(report.ok(), "{} chaos violation(s)", report.violations.len());
+    assert!(
+        report.ok(),
+        "{} chaos violation(s)",
+        report.violations.len()
+    );
 }

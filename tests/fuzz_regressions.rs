@@ -41,7 +41,10 @@ fn replay(target: &str, minimum: usize, check: fn(&[u8])) {
                 .map(|_| path.display().to_string())
         })
         .collect();
-    assert!(failures.is_empty(), "{target} inputs that fail: {failures:#?}");
+    assert!(
+        failures.is_empty(),
+        "{target} inputs that fail: {failures:#?}"
+    );
 }
 
 #[test]
@@ -65,6 +68,11 @@ fn every_audio_seed_decodes() {
             &lahstats_worker::audio::AudioOptions::default(),
         )
         .unwrap_or_else(|err| panic!("{} does not decode: {err}", path.display()));
-        assert!(samples.len() > 1000, "{}: {} samples", path.display(), samples.len());
+        assert!(
+            samples.len() > 1000,
+            "{}: {} samples",
+            path.display(),
+            samples.len()
+        );
     }
 }

@@ -57,9 +57,10 @@ impl ChaosPlan {
             postgres_outages: var("CHAOS_POSTGRES_OUTAGES", defaults.postgres_outages),
             sighups: var("CHAOS_SIGHUPS", defaults.sighups),
             sigterms: var("CHAOS_SIGTERMS", defaults.sigterms),
-            deadline: Duration::from_secs(
-                var("CHAOS_DEADLINE_SECS", defaults.deadline.as_secs() as usize) as u64,
-            ),
+            deadline: Duration::from_secs(var(
+                "CHAOS_DEADLINE_SECS",
+                defaults.deadline.as_secs() as usize,
+            ) as u64),
             seed: std::env::var("CHAOS_SEED")
                 .ok()
                 .and_then(|v| v.parse().ok())
@@ -169,7 +170,9 @@ pub fn run(plan: ChaosPlan) -> ChaosReport {
     report.start_refusals = run.fleet.events.start_refusals;
     report.redis_outages = run.redis_outages;
     report.postgres_outages = run.postgres_outages;
-    report.violations.extend(run.fleet.events.violations.clone());
+    report
+        .violations
+        .extend(run.fleet.events.violations.clone());
     report.clean_run_seconds = clean_seconds;
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     report.seed = run.plan.seed;
@@ -204,8 +207,12 @@ impl Run {
     fn clean_run(&mut self, clips: &[Clip], started: Instant) -> Vec<ResultSet> {
         let ids: Vec<Uuid> = clips.iter().map(|_| Uuid::new_v4()).collect();
         for (id, clip) in ids.iter().zip(clips) {
-            self.sessions.register(*id, clip).expect("register a clean-run session");
-            self.sessions.enqueue(*id).expect("enqueue a clean-run session");
+            self.sessions
+                .register(*id, clip)
+                .expect("register a clean-run session");
+            self.sessions
+                .enqueue(*id)
+                .expect("enqueue a clean-run session");
         }
         let deadline = Instant::now() + self.left(started);
         loop {

@@ -98,7 +98,8 @@ impl Fleet {
                     }
                     slot.process = None;
                     slot.ready_since = None;
-                    slot.restart_at.get_or_insert(Instant::now() + RESTART_DELAY);
+                    slot.restart_at
+                        .get_or_insert(Instant::now() + RESTART_DELAY);
                 }
             }
             if slot.process.is_none() && slot.restart_at.is_some_and(|at| Instant::now() >= at) {
@@ -236,7 +237,9 @@ fn ended_as_expected(
     match (process.ending, code) {
         (Ending::Terminated, Some(0)) => Ok(Some(true)),
         (Ending::Killed, None) => Ok(Some(false)),
-        (Ending::Running, Some(1)) if ready_since.is_none() && refused_start(process, database_up) => {
+        (Ending::Running, Some(1))
+            if ready_since.is_none() && refused_start(process, database_up) =>
+        {
             Ok(None)
         }
         (ending, code) => Err(format!(

@@ -90,7 +90,10 @@ impl LoadReport {
         println!("load: completed               {}", self.completed);
         println!("load: failed                  {}", self.failed);
         println!("load: wall time               {:.1}s", self.seconds);
-        println!("load: throughput              {:.3} sessions/s", self.throughput);
+        println!(
+            "load: throughput              {:.3} sessions/s",
+            self.throughput
+        );
         println!(
             "load: pickup latency          p50 {} ms, p99 {} ms, max {} ms ({} samples)",
             percentile(0.50),
@@ -104,7 +107,11 @@ impl LoadReport {
         );
         println!(
             "load: exactly once            {}",
-            if self.violations.is_empty() { "yes" } else { "NO" }
+            if self.violations.is_empty() {
+                "yes"
+            } else {
+                "NO"
+            }
         );
         if self.hit_deadline {
             println!("load: stopped at the deadline before every session was done");
@@ -138,11 +145,24 @@ pub fn run(plan: &LoadPlan) -> LoadReport {
     let redis = ChaosRedis::start(&root.path().join("redis"));
     let postgres = ChaosPostgres::start();
     let prefix = format!("load-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let sessions = Sessions::new(&root.path().join("storage"), &postgres.url(), &redis.url(), &prefix);
-    let clips = make_clips(&root.path().join("clips"), &SHORT_EXCHANGES, plan.clips, 0.2, (0.8, 2.5));
+    let sessions = Sessions::new(
+        &root.path().join("storage"),
+        &postgres.url(),
+        &redis.url(),
+        &prefix,
+    );
+    let clips = make_clips(
+        &root.path().join("clips"),
+        &SHORT_EXCHANGES,
+        plan.clips,
+        0.2,
+        (0.8, 2.5),
+    );
     let ids: Vec<Uuid> = (0..plan.sessions).map(|_| Uuid::new_v4()).collect();
     for (i, id) in ids.iter().enumerate() {
-        sessions.register(*id, &clips[i % clips.len()]).expect("register");
+        sessions
+            .register(*id, &clips[i % clips.len()])
+            .expect("register");
     }
     let settings = FleetSettings {
         dir: root.path().to_path_buf(),
@@ -151,7 +171,10 @@ pub fn run(plan: &LoadPlan) -> LoadReport {
         key_prefix: prefix.clone(),
         env: vec![
             ("OMP_NUM_THREADS".into(), "1".into()),
-            ("RUST_LOG".into(), "info,lahstats_worker::processor=debug".into()),
+            (
+                "RUST_LOG".into(),
+                "info,lahstats_worker::processor=debug".into(),
+            ),
         ],
     };
     let mut fleet = Fleet::start(settings, "load", plan.workers, Duration::from_secs(120));
@@ -160,7 +183,10 @@ pub fn run(plan: &LoadPlan) -> LoadReport {
         plan.workers,
         plan.sessions,
         clips.len(),
-        clips.iter().map(|c| (c.seconds * 100.0).round() / 100.0).collect::<Vec<_>>()
+        clips
+            .iter()
+            .map(|c| (c.seconds * 100.0).round() / 100.0)
+            .collect::<Vec<_>>()
     );
     let mut pg = PgConnection::establish(&postgres.url()).expect("postgres for polling");
     let started = Instant::now();
@@ -267,9 +293,9 @@ fn read_logs(dir: &std::path::Path, pushed: &[Uuid], report: &mut LoadReport) {
             completed.get(id).copied().unwrap_or(0),
         );
         if (s, c) != (1, 1) && !report.hit_deadline {
-            report
-                .violations
-                .push(format!("session {id} started {s} time(s), completed {c} time(s)"));
+            report.violations.push(format!(
+                "session {id} started {s} time(s), completed {c} time(s)"
+            ));
         }
     }
 }

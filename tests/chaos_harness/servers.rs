@@ -49,7 +49,14 @@ impl ChaosRedis {
         let log = self.dir.join("redis.log");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -70,7 +77,10 @@ impl ChaosRedis {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the chaos run's redis-server on port {} did not start", self.port);
+        panic!(
+            "the chaos run's redis-server on port {} did not start",
+            self.port
+        );
     }
 
     pub fn stop(&mut self, how: RedisStop) {

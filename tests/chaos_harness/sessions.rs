@@ -16,9 +16,18 @@ use lahstats_worker::db::queries::SpeakerSummary;
 
 /// Lines of the conversations: (first voice's line, second voice's line).
 pub const CONVERSATIONS: [(&str, &str); 4] = [
-    ("Walao, the queue so long lah.", "Cannot lor, very shiok one."),
-    ("Aiyo, I forgot my wallet sia.", "Okay lah, I belanja you kopi."),
-    ("Alamak, the train late again.", "Relax lah, we go makan first."),
+    (
+        "Walao, the queue so long lah.",
+        "Cannot lor, very shiok one.",
+    ),
+    (
+        "Aiyo, I forgot my wallet sia.",
+        "Okay lah, I belanja you kopi.",
+    ),
+    (
+        "Alamak, the train late again.",
+        "Relax lah, we go makan first.",
+    ),
     ("Eh, you so kiasu one.", "Paiseh lor, I chope the table."),
 ];
 
@@ -67,18 +76,28 @@ pub fn two_voice_clip(dir: &Path, name: &str, lines: (&str, &str), gap: f64) -> 
         .arg("-w")
         .arg(&second)
         .arg(lines.1));
+    // espeak-ng leaves silence around each line: trim it, then put back exactly what we want.
+    let trim = [
+        "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%", "reverse",
+    ];
     let padded = dir.join(format!("{name}.a.padded.wav"));
     run(Command::new("sox")
         .arg(&first)
         .arg(&padded)
+        .args(trim)
         .args(["pad", "0.2", &format!("{gap}")]));
+    let trimmed = dir.join(format!("{name}.b.trimmed.wav"));
+    run(Command::new("sox")
+        .arg(&second)
+        .arg(&trimmed)
+        .args(trim)
+        .args(["pad", "0", "0.2"]));
     let path = dir.join(format!("{name}.wav"));
     run(Command::new("sox")
         .arg(&padded)
-        .arg(&second)
+        .arg(&trimmed)
         .args(["-r", "16000", "-c", "1", "-b", "16"])
-        .arg(&path)
-        .args(["pad", "0", "0.2"]));
+        .arg(&path));
     let seconds: f64 = run(Command::new("soxi").arg("-D").arg(&path))
         .parse()
         .expect("soxi duration");
@@ -190,9 +209,10 @@ impl Sessions {
             status: String,
         }
         let mut pg = self.pg()?;
-        let rows: Vec<Row> = diesel::sql_query("SELECT id::text AS id, status::text AS status FROM sessions")
-            .load(&mut pg)
-            .map_err(|e| e.to_string())?;
+        let rows: Vec<Row> =
+            diesel::sql_query("SELECT id::text AS id, status::text AS status FROM sessions")
+                .load(&mut pg)
+                .map_err(|e| e.to_string())?;
         Ok(rows
             .into_iter()
             .filter_map(|row| Some((Uuid::parse_str(&row.id).ok()?, row.status)))
@@ -209,10 +229,11 @@ impl Sessions {
             n: i64,
         }
         let mut pg = self.pg()?;
-        let rows: Vec<Row> =
-            diesel::sql_query("SELECT status::text AS status, count(*) AS n FROM sessions GROUP BY 1")
-                .load(&mut pg)
-                .map_err(|e| e.to_string())?;
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT status::text AS status, count(*) AS n FROM sessions GROUP BY 1",
+        )
+        .load(&mut pg)
+        .map_err(|e| e.to_string())?;
         Ok(rows.into_iter().map(|r| (r.status, r.n)).collect())
     }
 

@@ -49,12 +49,27 @@ impl ChaosReport {
         println!("chaos: ready_for_claiming      {}", self.ready);
         println!("chaos: lost                    {}", self.lost);
         println!("chaos: failed                  {}", self.failed);
-        println!("chaos: duplicate result sets   {}", self.duplicate_result_sets);
-        println!("chaos: results unlike clean run {}", self.mismatched_results);
-        println!("chaos: processed more than once {} (redelivered after a fault; results idempotent)", self.reprocessed);
+        println!(
+            "chaos: duplicate result sets   {}",
+            self.duplicate_result_sets
+        );
+        println!(
+            "chaos: results unlike clean run {}",
+            self.mismatched_results
+        );
+        println!(
+            "chaos: processed more than once {} (redelivered after a fault; results idempotent)",
+            self.reprocessed
+        );
         println!("chaos: kills survived          {}", survived(self.kills));
-        println!("chaos: Redis outages survived  {}", survived(self.redis_outages));
-        println!("chaos: Postgres outages survived {}", survived(self.postgres_outages));
+        println!(
+            "chaos: Redis outages survived  {}",
+            survived(self.redis_outages)
+        );
+        println!(
+            "chaos: Postgres outages survived {}",
+            survived(self.postgres_outages)
+        );
         println!(
             "chaos: signals sent            {} (SIGHUP {}, SIGTERM {}; {} drained exits 0)",
             self.sighups + self.sigterms,
@@ -63,8 +78,14 @@ impl ChaosReport {
             self.clean_exits
         );
         println!("chaos: starts refused (db down) {}", self.start_refusals);
-        println!("chaos: clean run               {:.1}s", self.clean_run_seconds);
-        println!("chaos: whole run               {:.1}s", self.elapsed_seconds);
+        println!(
+            "chaos: clean run               {:.1}s",
+            self.clean_run_seconds
+        );
+        println!(
+            "chaos: whole run               {:.1}s",
+            self.elapsed_seconds
+        );
         if self.ok() {
             println!("chaos: PASSED");
         } else {
@@ -139,7 +160,9 @@ fn check_sessions(
     let statuses = match sessions.statuses() {
         Ok(statuses) => statuses,
         Err(err) => {
-            report.violations.push(format!("cannot read the sessions: {err}"));
+            report
+                .violations
+                .push(format!("cannot read the sessions: {err}"));
             return;
         }
     };
@@ -201,9 +224,9 @@ fn check_queue(redis: &ChaosRedis, prefix: &str, report: &mut ChaosReport) {
         return;
     };
     if waiting > 0 {
-        report
-            .violations
-            .push(format!("{waiting} job(s) still waiting in {prefix}:processing"));
+        report.violations.push(format!(
+            "{waiting} job(s) still waiting in {prefix}:processing"
+        ));
     }
     for (key, n) in inflight.iter().filter(|(_, n)| **n > 0) {
         report.violations.push(format!("{n} job(s) left in {key}"));

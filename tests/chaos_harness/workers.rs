@@ -80,12 +80,9 @@ impl WorkerProcess {
         for (key, value) in &settings.env {
             command.env(key, value);
         }
-        let child = command.spawn().unwrap_or_else(|err| {
-            panic!(
-                "cannot start {}: {err}",
-                worker_binary().display()
-            )
-        });
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", worker_binary().display()));
         WorkerProcess {
             id: id.to_string(),
             child,
