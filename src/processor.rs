@@ -130,6 +130,7 @@ impl Processor {
             payload.queued_at.as_deref().unwrap_or("?")
         );
         log::info!("{}", "-".repeat(70));
+        log_pickup_latency(payload);
 
         let input = ask(&self.db, LoadSession { session_id })?;
         ask(&self.db, MarkProcessing { session_id })?;
@@ -210,6 +211,22 @@ where
         Err(err) => Err(JobError::transient(format!(
             "the database writer is unavailable: {err}"
         ))),
+    }
+}
+
+/// When the enqueuer stamped the job (`enqueued_at_ms`, an extra field load tests add), how long
+/// it waited before processing started; scripts/load reads this line.
+fn log_pickup_latency(payload: &JobPayload) {
+    if let Some(enqueued_ms) = payload
+        .extra
+        .get("enqueued_at_ms")
+        .and_then(serde_json::Value::as_i64)
+    {
+        let latency_ms = chrono::Utc::now().timestamp_millis() - enqueued_ms;
+        log::debug!(
+            "⏱️  Session {} picked up {latency_ms} ms after it was enqueued",
+            payload.session_id
+        );
     }
 }
 

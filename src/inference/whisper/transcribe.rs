@@ -42,6 +42,9 @@ pub struct Whisper {
     rng: rand::rngs::StdRng,
 }
 
+/// Seed of the sampling at temperatures above 0, reset for every transcription.
+const SAMPLING_SEED: u64 = 0;
+
 /// The reference's `input_stride`: mel frames per output token position.
 const INPUT_STRIDE: usize = N_FRAMES / 1500;
 
@@ -93,7 +96,7 @@ impl Whisper {
             model,
             tokenizer,
             device,
-            rng: rand::rngs::StdRng::seed_from_u64(0),
+            rng: rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED),
         })
     }
 
@@ -112,6 +115,10 @@ impl Whisper {
             return Err(InferenceError::WindowTooLong { index, seconds });
         }
         let _no_grad = tch::no_grad_guard();
+        // Temperature fallback samples: start every call from the same seed, so the same audio
+        // gives the same words whatever this model decoded before (a job taken again after a
+        // crash, by another worker, must count the same words).
+        self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
         let prompt = self.initial_prompt_tokens(opts)?;
         let initial = initial_tokens(&self.config, &opts.language, &prompt);
         let mut transcripts = Vec::with_capacity(windows.len());
@@ -145,6 +152,7 @@ impl Whisper {
         opts: &DecodeOptions,
     ) -> Result<Vec<AsrSegment>, InferenceError> {
         let _no_grad = tch::no_grad_guard();
+        self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
         let (mel, content_frames) =
             long_mel(samples, &self.model.mel_filters, self.device).map_err(torch_error)?;
         let mut all_tokens = self.initial_prompt_tokens(opts)?;
