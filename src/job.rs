@@ -62,7 +62,7 @@ impl JobPayload {
     pub fn next_attempt(&self, error: &str, now: chrono::DateTime<chrono::Utc>) -> JobPayload {
         let stamp = api_timestamp(now);
         JobPayload {
-            attempt: self.attempt + 1,
+            attempt: self.attempt.saturating_add(1),
             last_error: Some(error.to_string()),
             first_failed_at: self.first_failed_at.clone().or_else(|| Some(stamp.clone())),
             last_failed_at: Some(stamp),

@@ -76,3 +76,55 @@ fn every_audio_seed_decodes() {
         );
     }
 }
+
+/// An uploaded chunk that is a playlist (HLS, ffconcat) pointing at other files on the worker's
+/// disk (another session's recording) must not decode as their audio. Found while building the
+/// audio_decode target: FFmpeg's HLS demuxer read any local .mp3/.m4a it was pointed at.
+#[test]
+fn a_playlist_chunk_cannot_pull_in_other_files() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let other = dir.path().join("other_session");
+    std::fs::create_dir_all(&other).expect("other session's directory");
+    let secret = other.join("chunk_0000.mp3");
+    let made = std::process::Command::new("ffmpeg")
+        .args([
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=300:duration=2",
+        ])
+        .arg(&secret)
+        .status()
+        .expect("run ffmpeg");
+    assert!(made.success());
+    let uploads = dir.path().join("uploads");
+    std::fs::create_dir_all(&uploads).expect("uploads directory");
+    std::fs::copy(&secret, uploads.join("sibling.mp3")).expect("a sibling file");
+    let hls = |segment: &str| {
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\n{segment}\n#EXT-X-ENDLIST\n")
+    };
+    let playlists = [
+        ("hls_absolute", hls(&secret.display().to_string())),
+        ("hls_relative", hls("../other_session/chunk_0000.mp3")),
+        (
+            "ffconcat_sibling",
+            "ffconcat version 1.0\nfile sibling.mp3\n".to_string(),
+        ),
+    ];
+    let options = lahstats_worker::audio::AudioOptions {
+        storage_root: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    for (name, text) in playlists {
+        std::fs::write(uploads.join(name), text).expect("write the playlist");
+        let decoded = lahstats_worker::audio::decode_file(&format!("uploads/{name}"), &options);
+        assert!(
+            decoded.is_err(),
+            "{name}: a playlist chunk decoded {} samples of another file",
+            decoded.map(|s| s.len()).unwrap_or(0)
+        );
+        checks::audio_decode_file(dir.path(), &format!("uploads/{name}"));
+    }
+}

@@ -73,11 +73,18 @@ fn check_local_file(location: &str, path: &std::path::Path) -> Result<(), AudioE
     }
 }
 
-/// Local files may only be read as plain files: a crafted playlist cannot make FFmpeg fetch
-/// anything else.
+/// The containers a recording may come in: what phones, browsers and recorders write. Playlist
+/// and reference formats (HLS, ffconcat, ...) are left out: an uploaded chunk that is a playlist
+/// would otherwise make FFmpeg read other files (another session's chunks) or URLs as its audio.
+const AUDIO_DEMUXERS: &str = "mov,matroska,webm,ogg,wav,w64,mp3,aac,flac,amr,amrnb,amrwb,caf,\
+                              aiff,au,asf,avi,mpegts,ac3,eac3,loas,wv,ape";
+
+/// Local files may only be read as plain files, and only as audio containers: a crafted
+/// playlist cannot make FFmpeg fetch anything else.
 fn local_options() -> Dictionary<'static> {
     let mut options = Dictionary::new();
     options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", AUDIO_DEMUXERS);
     options
 }
 
@@ -86,6 +93,7 @@ fn remote_options(opts: &AudioOptions) -> Dictionary<'static> {
     let timeout_micros = (opts.http_timeout_seconds.max(1) * 1_000_000).to_string();
     let mut options = Dictionary::new();
     options.set("protocol_whitelist", "http,https,tcp,tls");
+    options.set("format_whitelist", AUDIO_DEMUXERS);
     // rw_timeout bounds every read and write; tcp's `timeout` also bounds the connect.
     options.set("rw_timeout", &timeout_micros);
     options.set("timeout", &timeout_micros);

@@ -155,7 +155,11 @@ impl Handler<Shutdown> for RetryScheduler {
 impl RetryScheduler {
     /// Records one failure in Redis; false when Redis could not be reached (try again later).
     fn settle(&mut self, failure: &HandleFailure) -> bool {
-        let attempts = failure.payload.as_ref().map_or(0, |p| p.attempt) + 1;
+        let attempts = failure
+            .payload
+            .as_ref()
+            .map_or(0, |p| p.attempt)
+            .saturating_add(1);
         let session = failure.payload.as_ref().map(|p| p.session_id.to_string());
         let retryable = failure.error.is_transient() && attempts <= self.policy.max_retries;
         let now = chrono::Utc::now();

@@ -30,7 +30,7 @@ pub struct LoadPlan {
 
 impl LoadPlan {
     /// LOAD_WORKERS (3), LOAD_SESSIONS (1000), LOAD_CLIPS (4), LOAD_CONCURRENCY (workers),
-    /// LOAD_DEADLINE_SECS (1800).
+    /// LOAD_DEADLINE_SECS (3600).
     pub fn from_env() -> LoadPlan {
         let var = |name: &str, default: usize| -> usize {
             std::env::var(name)
@@ -44,7 +44,7 @@ impl LoadPlan {
             sessions: var("LOAD_SESSIONS", 1000),
             clips: var("LOAD_CLIPS", 4).clamp(1, SHORT_EXCHANGES.len()),
             concurrency: var("LOAD_CONCURRENCY", workers),
-            deadline: Duration::from_secs(var("LOAD_DEADLINE_SECS", 1800) as u64),
+            deadline: Duration::from_secs(var("LOAD_DEADLINE_SECS", 3600) as u64),
         }
     }
 }
