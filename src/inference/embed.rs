@@ -22,16 +22,7 @@ pub struct SpeakerEncoder {
 impl SpeakerEncoder {
     /// Loads `speaker_encoder.pt` from the models directory onto the device.
     pub fn load(models_dir: &Path, device: Device) -> Result<Self, InferenceError> {
-        let path = models_dir.join(MODEL_FILE);
-        if !path.exists() {
-            return Err(InferenceError::ModelMissing { path });
-        }
-        let mut module =
-            CModule::load_on_device(&path, device).map_err(|source| InferenceError::ModelLoad {
-                path: path.clone(),
-                source,
-            })?;
-        module.set_eval();
+        let mut module = super::load_torchscript(models_dir, MODEL_FILE, device)?;
         if use_half(device) {
             // The module keeps its STFT and mel in float32 itself and casts for the LSTM.
             module.to(device, Kind::Half, false);

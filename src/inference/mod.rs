@@ -58,3 +58,23 @@ impl crate::error::Classify for InferenceError {
         }
     }
 }
+
+/// Loads a TorchScript model file from the models directory onto a device, in eval mode.
+pub fn load_torchscript(
+    models_dir: &std::path::Path,
+    file: &str,
+    device: tch::Device,
+) -> Result<tch::CModule, InferenceError> {
+    let path = models_dir.join(file);
+    if !path.exists() {
+        return Err(InferenceError::ModelMissing { path });
+    }
+    let mut module = tch::CModule::load_on_device(&path, device).map_err(|source| {
+        InferenceError::ModelLoad {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    module.set_eval();
+    Ok(module)
+}

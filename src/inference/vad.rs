@@ -83,16 +83,7 @@ pub struct SileroVad {
 impl SileroVad {
     /// Loads `silero_vad.pt` from the models directory onto the device.
     pub fn load(models_dir: &Path, device: Device) -> Result<Self, InferenceError> {
-        let path = models_dir.join(MODEL_FILE);
-        if !path.exists() {
-            return Err(InferenceError::ModelMissing { path });
-        }
-        let mut module =
-            CModule::load_on_device(&path, device).map_err(|source| InferenceError::ModelLoad {
-                path: path.clone(),
-                source,
-            })?;
-        module.set_eval();
+        let module = super::load_torchscript(models_dir, MODEL_FILE, device)?;
         Ok(SileroVad { module, device })
     }
 
