@@ -263,49 +263,49 @@ impl RedisQueue {
         let mut requeued = 0;
         let me = self.keys.worker_id.clone();
         for worker in workers.iter().filter(|w| **w != me) {
-            let keys = (
-                self.keys.heartbeat_of(worker),
-                self.keys.inflight_of(worker),
-                self.keys.processing.clone(),
-                self.keys.lock_prefix(),
-            );
-            let moved: i64 = self.run("reap", |c, s| {
-                s.reap
-                    .key(&keys.0)
-                    .key(&keys.1)
-                    .key(&keys.2)
-                    .key(&workers_key)
-                    .arg(worker)
-                    .arg(&keys.3)
-                    .invoke(c)
-            })?;
+            let moved = self.requeue_inflight_of(worker, true)?;
             if moved > 0 {
                 log::warn!("♻️  Requeued {moved} job(s) left by dead worker {worker}");
-                requeued += moved as usize;
+                requeued += moved;
             }
         }
         Ok(requeued)
     }
 
     /// Puts jobs left in this worker's own in-flight list (by an earlier process with the same
-    /// id) back on the queue. Only called at start, before anything is taken.
+    /// id) back on the queue and releases their session locks. Only called at start, before
+    /// anything is taken.
     pub fn recover_own_inflight(&mut self) -> Result<usize, QueueError> {
-        let (inflight, processing) = (self.keys.inflight(), self.keys.processing.clone());
-        let mut moved = 0;
-        loop {
-            let job: Option<String> = self.run("LMOVE", |c, _| {
-                redis::cmd("LMOVE")
-                    .arg(&inflight)
-                    .arg(&processing)
-                    .arg("RIGHT")
-                    .arg("RIGHT")
-                    .query(c)
-            })?;
-            match job {
-                Some(_) => moved += 1,
-                None => return Ok(moved),
-            }
-        }
+        let me = self.keys.worker_id.clone();
+        self.requeue_inflight_of(&me, false)
+    }
+
+    /// Runs the reap script for one worker's in-flight list; returns the jobs moved (-1: the
+    /// worker turned out to be alive).
+    fn requeue_inflight_of(
+        &mut self,
+        worker: &str,
+        only_if_dead: bool,
+    ) -> Result<usize, QueueError> {
+        let keys = (
+            self.keys.heartbeat_of(worker),
+            self.keys.inflight_of(worker),
+            self.keys.processing.clone(),
+            self.keys.workers.clone(),
+            self.keys.lock_prefix(),
+        );
+        let moved: i64 = self.run("reap", |c, s| {
+            s.reap
+                .key(&keys.0)
+                .key(&keys.1)
+                .key(&keys.2)
+                .key(&keys.3)
+                .arg(worker)
+                .arg(&keys.4)
+                .arg(if only_if_dead { "1" } else { "0" })
+                .invoke(c)
+        })?;
+        Ok(usize::try_from(moved).unwrap_or(0))
     }
 
     /// Takes the per-session lock (or confirms this worker already holds it).

@@ -1,8 +1,11 @@
--- Requeue every job a dead worker held, at the front of the queue, and forget the worker.
--- Does nothing if the worker's heartbeat came back.
--- KEYS[1] dead worker's heartbeat, KEYS[2] its in-flight list, KEYS[3] processing list,
--- KEYS[4] set of known workers; ARGV[1] dead worker id, ARGV[2] session lock key prefix
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- Requeue every job a worker held, at the front of the queue, release that worker's locks on
+-- those sessions (else the next taker would drop the job as a duplicate), and forget the worker.
+-- With ARGV[3] = '1' (reaping another worker) nothing happens if its heartbeat came back; a
+-- worker restarting under its own id passes '0'.
+-- KEYS[1] the worker's heartbeat, KEYS[2] its in-flight list, KEYS[3] processing list,
+-- KEYS[4] set of known workers; ARGV[1] worker id, ARGV[2] session lock key prefix,
+-- ARGV[3] '1' to require an expired heartbeat
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   return -1
 end
 local moved = 0
