@@ -99,8 +99,10 @@ fn decode_stream(
         ((limit.remaining_seconds() + LENGTH_SLACK_SECONDS) * f64::from(SAMPLE_RATE)) as usize;
     let mut state = StreamDecoder::new(location, decoder, time_base, out, max_samples, limit);
 
-    let mut packet = Packet::empty();
     loop {
+        // A fresh packet each time: `Packet::read` (av_read_frame) does not unref the packet it
+        // is given, so reusing one leaked every packet's data and side data but the last.
+        let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(FfError::Eof) => break,
@@ -407,8 +409,10 @@ pub fn probe_duration(location: &str, opts: &AudioOptions) -> Result<f64, AudioE
     }
     let mut first_pts: Option<i64> = None;
     let mut end_pts: Option<i64> = None;
-    let mut packet = Packet::empty();
     loop {
+        // A fresh packet each time: `Packet::read` (av_read_frame) does not unref the packet it
+        // is given, so reusing one leaked every packet's data and side data but the last.
+        let mut packet = Packet::empty();
         match packet.read(&mut input) {
             Ok(()) => {}
             Err(FfError::Eof) => break,
