@@ -100,14 +100,9 @@ fn decode_stream(
     let mut state = StreamDecoder::new(location, decoder, time_base, out, max_samples, limit);
 
     loop {
-        // A fresh packet each time: `Packet::read` (av_read_frame) does not unref the packet it
-        // is given, so reusing one leaked every packet's data and side data but the last.
-        let mut packet = Packet::empty();
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(FfError::Eof) => break,
-            Err(err) => return Err(stream_error(location.to_string(), &source, err)),
-        }
+        let Some(packet) = next_packet(&mut input, location, &source)? else {
+            break;
+        };
         if packet.stream() == stream_index {
             state.feed(&packet)?;
         }
@@ -158,6 +153,22 @@ fn open_decoder(
 
 /// A network read that failed mid-file can look like a clean end of file to the demuxer; the
 /// I/O context still remembers the error.
+/// The next packet of the input, or None at its end.
+fn next_packet(
+    input: &mut Input,
+    location: &str,
+    source: &Source,
+) -> Result<Option<Packet>, AudioError> {
+    // A fresh packet each time: `Packet::read` (av_read_frame) does not unref the packet it is
+    // given, so reusing one leaked every packet's data and side data but the last.
+    let mut packet = Packet::empty();
+    match packet.read(input) {
+        Ok(()) => Ok(Some(packet)),
+        Err(FfError::Eof) => Ok(None),
+        Err(err) => Err(stream_error(location.to_string(), source, err)),
+    }
+}
+
 fn check_io_error(location: &str, source: &Source, input: &Input) -> Result<(), AudioError> {
     // SAFETY: reading the error field of the input's own, still open I/O context.
     let io_error = unsafe {
@@ -410,14 +421,9 @@ pub fn probe_duration(location: &str, opts: &AudioOptions) -> Result<f64, AudioE
     let mut first_pts: Option<i64> = None;
     let mut end_pts: Option<i64> = None;
     loop {
-        // A fresh packet each time: `Packet::read` (av_read_frame) does not unref the packet it
-        // is given, so reusing one leaked every packet's data and side data but the last.
-        let mut packet = Packet::empty();
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(FfError::Eof) => break,
-            Err(err) => return Err(stream_error(location.to_string(), &source, err)),
-        }
+        let Some(packet) = next_packet(&mut input, location, &source)? else {
+            break;
+        };
         if packet.stream() != stream_index {
             continue;
         }
