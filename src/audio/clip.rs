@@ -159,7 +159,9 @@ fn pcm_frame(block: &[f32], pts: i64) -> Result<frame::Audio, ffmpeg_next::Error
     frame.set_pts(Some(pts));
     let bytes = frame.data_mut(0);
     for (sample, target) in block.iter().zip(bytes.chunks_exact_mut(2)) {
-        let value = (sample.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
+        // FFmpeg reads s16 back as value / 32768: scale by the same, so a round trip only
+        // rounds (a 32767 scale also shrank every sample by 1/32768).
+        let value = (sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16;
         target.copy_from_slice(&value.to_le_bytes());
     }
     Ok(frame)
