@@ -109,8 +109,23 @@ fn decode_stream(
     }
     check_io_error(location, &source, &input)?;
     let decoded = state.finish()?;
+    let decoded_from = out.len() - decoded;
+    silence_non_finite(location, &mut out[decoded_from..]);
     warn_if_short(location, decoded, declared_seconds);
     Ok(decoded)
+}
+
+/// Float PCM (WAV, CAF, AIFF-C) can carry NaN or infinite samples, which FFmpeg passes through
+/// and which would turn every model output into NaN: they become silence, with a warning.
+fn silence_non_finite(location: &str, samples: &mut [f32]) {
+    let mut replaced = 0usize;
+    for sample in samples.iter_mut().filter(|s| !s.is_finite()) {
+        *sample = 0.0;
+        replaced += 1;
+    }
+    if replaced > 0 {
+        log::warn!("{location}: {replaced} samples were NaN or infinite; they are silence now");
+    }
 }
 
 /// The container's stated duration, when it states one.
