@@ -103,7 +103,7 @@ fn one_voice_is_one_speaker() {
 
 #[test]
 fn every_pair_of_voices_is_two_speakers() {
-    for (a, b) in [(0, 2), (0, 3), (1, 2), (2, 3)] {
+    for (a, b) in [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)] {
         let parts: Vec<(usize, &str, f64)> = (0..8)
             .map(|i| {
                 (

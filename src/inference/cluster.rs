@@ -1,8 +1,18 @@
-//! Speaker clustering: spectral clustering of window embeddings on their cosine affinity,
-//! refined as in Google's spectral clustering recipe (ICASSP 2018 / Turn-to-Diarize): crop the
-//! diagonal, keep each row's strongest affinities, symmetrise, diffuse, normalise rows. The
-//! number of speakers comes from the largest eigengap of the refined affinity (within optional
-//! bounds); k-means (linfa) on the leading eigenvectors gives each window its speaker.
+//! Speaker clustering, top down: the windows start as one group, and a group is split in two
+//! while some group's best two-way split looks like two voices rather than two halves of one
+//! (halves' centroids less alike than one voice's, a silhouette that says apart, each half big
+//! enough to be a speaker), within optional bounds on the count. Each two-way split is spectral
+//! (recursive normalised cut) on the cosine affinity of all windows refined as in Google's
+//! spectral clustering recipe (ICASSP 2018 / Turn-to-Diarize: crop the diagonal, keep each row's
+//! strongest affinities, symmetrise, diffuse, normalise rows), with k-means (linfa) on the two
+//! leading eigenvectors of the group's part of it.
+//!
+//! Why not the recipe's eigengap for the count: on pairs of espeak-ng voices it split one voice
+//! into four to seven clusters on some runs (one CI run failed so), and joining clusters by
+//! centroid cosine could not undo it reliably; choosing the count by the best silhouette instead
+//! joined the two closest of three voices. On 3 runs of 12 espeak-ng conversations over fresh
+//! random noise (2- and 3-voice round robins, all 6 voice pairs, 4 single voices) this found
+//! every count right.
 
 use super::InferenceError;
 use linfa::prelude::*;
@@ -12,8 +22,17 @@ use tch::{Device, Kind, Tensor};
 
 /// Upper bound on the number of speakers when the caller sets none.
 pub const DEFAULT_MAX_SPEAKERS: usize = 8;
-/// Below this many windows the eigen-structure means little: count speakers from cosines alone.
+/// Below this many windows the eigen-structure means little: split on the embeddings themselves.
 const MIN_SPECTRAL_WINDOWS: usize = 6;
+/// A group of fewer windows is not split unless more speakers are asked for: the centroids and
+/// silhouettes of a few windows' halves are noise (5 windows of one voice scored 0.90 and 0.22).
+const MIN_SPLIT_WINDOWS: usize = 12;
+/// Nor is a group split into a part this small (about 4 s of speech at the default 0.75 s
+/// step), as pyannote's clustering keeps a minimum cluster size: one odd utterance of a voice
+/// (4 windows of an espeak-ng voice scored silhouette 0.24) is not a speaker of its own.
+const MIN_SPEAKER_WINDOWS: usize = 6;
+/// Each window keeps at least this many of its strongest affinities when the affinity is pruned.
+const MIN_NEIGHBOURS: i64 = 2;
 
 /// How the windows are clustered.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,14 +44,15 @@ pub struct ClusterOptions {
     /// Row-wise thresholding keeps the affinities at or above this percentile of each row
     /// (others are scaled by 0.01).
     pub p_percentile: f64,
-    /// The audio is one voice when the best split into two groups leaves group centroids at
-    /// least this similar (cosine). On espeak-ng voices one voice split in two gave 0.94–0.96,
-    /// two different voices 0.62–0.91.
+    /// A group is one voice when its best split into two leaves centroids at least this similar
+    /// (cosine). On espeak-ng voices one voice split in two gave 0.94–0.97, the two closest
+    /// different voices 0.91 and other pairs 0.62–0.82.
     pub single_speaker_centroid_cosine: f64,
-    /// After clustering, clusters whose centroids are at least this similar are joined (the
-    /// eigengap ratio sometimes splits one voice in two; on espeak-ng such halves scored
-    /// 0.94–0.96 while the two closest distinct voices scored 0.91–0.92).
-    pub merge_centroid_cosine: f64,
+    /// …and also when that split's mean silhouette (cosine distance, within the group) is below
+    /// this. Centroid cosines of a variable voice's halves (0.89 for espeak's en-gb+f2 in a
+    /// three-voice talk) overlap those of two close voices (0.91); silhouettes tell them apart:
+    /// one voice's halves −0.01–0.19, two voices 0.26–0.63.
+    pub min_split_silhouette: f64,
     /// Spectral clustering runs on at most this many windows (landmarks beyond it).
     pub max_spectral_windows: usize,
 }
@@ -43,8 +63,8 @@ impl Default for ClusterOptions {
             min_speakers: None,
             max_speakers: None,
             p_percentile: 0.9,
-            single_speaker_centroid_cosine: 0.92,
-            merge_centroid_cosine: 0.93,
+            single_speaker_centroid_cosine: 0.925,
+            min_split_silhouette: 0.22,
             max_spectral_windows: 1500,
         }
     }
@@ -82,7 +102,7 @@ pub fn cluster_embeddings(
         .collect())
 }
 
-/// Spectral clustering of every row (double precision, on the CPU).
+/// Divisive clustering of every row (double precision, on the CPU).
 fn cluster_all(embeddings: &Tensor, opts: &ClusterOptions) -> Result<Vec<usize>, InferenceError> {
     let n = usize::try_from(embeddings.size().first().copied().unwrap_or(0)).unwrap_or(0);
     let max_speakers = opts
@@ -90,109 +110,164 @@ fn cluster_all(embeddings: &Tensor, opts: &ClusterOptions) -> Result<Vec<usize>,
         .unwrap_or(DEFAULT_MAX_SPEAKERS)
         .clamp(1, n.max(1));
     let min_speakers = opts.min_speakers.unwrap_or(1).clamp(1, max_speakers);
-    if n <= 1 || max_speakers == 1 {
-        return Ok(vec![0; n]);
-    }
-    let spectral = if n >= MIN_SPECTRAL_WINDOWS {
+    let affinity = if n >= MIN_SPECTRAL_WINDOWS {
         let cosine = embeddings.f_matmul(&embeddings.tr())?.clamp(-1.0, 1.0);
-        let (eigenvalues, eigenvectors) =
-            refine_affinity(&cosine, opts.p_percentile)?.f_linalg_eigh("L")?;
-        // eigh sorts ascending; the speakers are in the largest ones.
-        Some((
-            Vec::<f64>::try_from(eigenvalues.flip([0]))?,
-            eigenvectors.flip([1]),
-        ))
+        Some(refine_affinity(&cosine, opts.p_percentile)?)
     } else {
         None
     };
-    // k speakers: k-means on the leading k eigenvectors (rows normalised), or on the embeddings
-    // themselves when there are too few windows for an eigen-structure.
-    let assign = |k: usize| match &spectral {
-        Some((_, eigenvectors)) => {
-            let leading = eigenvectors.narrow(1, 0, k as i64);
-            kmeans(
-                &(&leading / leading.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)),
-                k,
-            )
-        }
-        None => kmeans(embeddings, k),
+    let new_group = |rows: Vec<usize>| -> Result<Group, InferenceError> {
+        let split = if rows.len() >= 2 {
+            bisect(embeddings, affinity.as_ref(), &rows)?
+        } else {
+            None
+        };
+        Ok(Group { rows, split })
     };
-    let two = assign(2)?;
-    let similarity = centroid_cosine(embeddings, &two)?;
-    let single = similarity >= opts.single_speaker_centroid_cosine;
-    log::debug!("cluster: {n} windows; best two-way split has centroid cosine {similarity:.3}");
-    if single && min_speakers == 1 {
-        return Ok(vec![0; n]);
+    let mut groups = vec![new_group((0..n).collect())?];
+    while groups.len() < max_speakers {
+        let Some(index) = next_to_split(&groups, opts, groups.len() < min_speakers) else {
+            break;
+        };
+        let group = groups.swap_remove(index);
+        let Split {
+            halves,
+            cosine,
+            silhouette,
+        } = group.split.expect("only a group with a split is picked");
+        log::debug!(
+            "cluster: splitting {} windows into {} + {} (centroid cosine {cosine:.3}, \
+             silhouette {silhouette:.3})",
+            group.rows.len(),
+            halves[0].len(),
+            halves[1].len()
+        );
+        for half in halves {
+            groups.push(new_group(half)?);
+        }
     }
-    let k = match (&spectral, single) {
-        // One voice but the caller insists on more: the fewest allowed, as the eigengap of a
-        // single voice only measures noise.
-        (_, true) | (None, false) => min_speakers.max(2),
-        (Some((eigenvalues, _)), false) => {
-            log::debug!(
-                "cluster: leading eigenvalues {:?}",
-                &eigenvalues[..eigenvalues.len().min(8)]
-            );
-            eigengap_count(eigenvalues, min_speakers.max(2), max_speakers)
+    let mut labels = vec![0; n];
+    for (label, group) in groups.iter().enumerate() {
+        for &row in &group.rows {
+            labels[row] = label;
         }
-    };
-    let labels = if k == 2 { two } else { assign(k)? };
-    let labels = merge_alike(embeddings, labels, opts.merge_centroid_cosine, min_speakers)?;
-    log::debug!(
-        "cluster: {k} clusters → {} speakers",
-        labels.iter().max().map_or(0, |&m| m + 1)
-    );
+    }
+    log::debug!("cluster: {n} windows → {} speakers", groups.len());
     Ok(labels)
 }
 
-/// Joins the two clusters with the most similar centroids while they are as alike as the two
-/// halves of one voice (cosine ≥ `threshold`) and more than `min` remain; labels come
-/// back numbered 0..k without gaps.
-fn merge_alike(
-    embeddings: &Tensor,
-    mut labels: Vec<usize>,
-    threshold: f64,
-    min: usize,
-) -> Result<Vec<usize>, InferenceError> {
-    loop {
-        let mut present: Vec<usize> = labels.clone();
-        present.sort_unstable();
-        present.dedup();
-        if present.len() <= min.max(1) {
-            break;
-        }
-        let centroids: Vec<Tensor> = present
-            .iter()
-            .map(|&l| centroid(embeddings, &labels, l))
-            .collect::<Result<_, _>>()?;
-        let centroids = Tensor::f_stack(&centroids, 0)?;
-        let centroids = &centroids / centroids.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
-        let similarity = centroids.f_matmul(&centroids.tr())?;
-        let mut best = (0, 0, f64::MIN);
-        for a in 0..present.len() {
-            for b in a + 1..present.len() {
-                let value = similarity.double_value(&[a as i64, b as i64]);
-                if value > best.2 {
-                    best = (a, b, value);
-                }
-            }
-        }
-        if best.2 < threshold {
-            break;
-        }
-        let (keep, gone) = (present[best.0], present[best.1]);
-        labels
-            .iter_mut()
-            .filter(|l| **l == gone)
-            .for_each(|l| *l = keep);
+/// The group to split next: of those whose split is two voices (halves less alike than one
+/// voice's, and apart by silhouette), the best separated; when more groups are needed anyway,
+/// the one whose halves are least alike.
+fn next_to_split(groups: &[Group], opts: &ClusterOptions, need_more: bool) -> Option<usize> {
+    let splits = groups.iter().enumerate().filter_map(|(index, group)| {
+        let split = group.split.as_ref()?;
+        Some((index, split, group.rows.len()))
+    });
+    if need_more {
+        return splits
+            .min_by(|a, b| a.1.cosine.total_cmp(&b.1.cosine))
+            .map(|(index, _, _)| index);
     }
-    let mut order: Vec<usize> = labels.clone();
-    order.sort_unstable();
-    order.dedup();
-    Ok(labels
-        .iter()
-        .map(|l| order.iter().position(|o| o == l).unwrap_or(0))
-        .collect())
+    splits
+        .filter(|(_, split, windows)| {
+            *windows >= MIN_SPLIT_WINDOWS
+                && split
+                    .halves
+                    .iter()
+                    .all(|half| half.len() >= MIN_SPEAKER_WINDOWS)
+                && split.cosine < opts.single_speaker_centroid_cosine
+                && split.silhouette >= opts.min_split_silhouette
+        })
+        .max_by(|a, b| a.1.silhouette.total_cmp(&b.1.silhouette))
+        .map(|(index, _, _)| index)
+}
+
+/// Some of the windows, with their best two-way split when they have one.
+struct Group {
+    rows: Vec<usize>,
+    split: Option<Split>,
+}
+
+struct Split {
+    halves: [Vec<usize>; 2],
+    /// Cosine between the halves' centroids.
+    cosine: f64,
+    /// Mean silhouette of the split, on cosine distance within the group.
+    silhouette: f64,
+}
+
+/// The best split of `rows` into two non-empty halves: spectral, on their part of the refined
+/// affinity of all windows (recursive two-way normalised cut: refining a small group again
+/// prunes it into pieces inside one voice), or k-means on the embeddings when there are too
+/// few windows for an eigen-structure.
+fn bisect(
+    embeddings: &Tensor,
+    affinity: Option<&Tensor>,
+    rows: &[usize],
+) -> Result<Option<Split>, InferenceError> {
+    let index = Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
+    let members = embeddings.f_index_select(0, &index)?;
+    let labels = match affinity {
+        Some(affinity) if rows.len() >= MIN_SPECTRAL_WINDOWS => {
+            let part = affinity
+                .f_index_select(0, &index)?
+                .f_index_select(1, &index)?;
+            // eigh sorts ascending: the two largest are the last two.
+            let (_, eigenvectors) = part.f_linalg_eigh("L")?;
+            let leading = eigenvectors.narrow(1, rows.len() as i64 - 2, 2);
+            kmeans(
+                &(&leading / leading.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)),
+                2,
+            )?
+        }
+        _ => kmeans(&members, 2)?,
+    };
+    let mut halves = [Vec::new(), Vec::new()];
+    for (&row, &label) in rows.iter().zip(&labels) {
+        halves[label.min(1)].push(row);
+    }
+    if halves.iter().any(Vec::is_empty) {
+        return Ok(None);
+    }
+    let distance = (1.0f64 - members.f_matmul(&members.tr())?).clamp_min(0.0);
+    Ok(Some(Split {
+        halves,
+        cosine: centroid_cosine(&members, &labels)?,
+        silhouette: mean_silhouette(&distance, &labels, 2)?,
+    }))
+}
+
+/// Mean silhouette (Rousseeuw 1987) of `labels` (values below `k`) over a distance matrix:
+/// s = (b − a) / max(a, b), a the mean distance to the window's own cluster, b to the nearest
+/// other; windows alone in their cluster score 0.
+fn mean_silhouette(distance: &Tensor, labels: &[usize], k: usize) -> Result<f64, InferenceError> {
+    let n = labels.len();
+    if n == 0 || k < 2 {
+        return Ok(0.0);
+    }
+    let index = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    let one_hot = index.one_hot(k as i64).to_kind(Kind::Double);
+    let sizes =
+        Vec::<f64>::try_from(one_hot.sum_dim_intlist([0i64].as_slice(), false, Kind::Double))?;
+    // Sum of distances from every window to every cluster: [n, k].
+    let sums = Vec::<f64>::try_from(distance.f_matmul(&one_hot)?.contiguous().view([-1]))?;
+    let mut total = 0.0;
+    for (i, &own) in labels.iter().enumerate() {
+        if sizes[own] <= 1.0 {
+            continue;
+        }
+        let row = &sums[i * k..(i + 1) * k];
+        let a = row[own] / (sizes[own] - 1.0);
+        let b = (0..k)
+            .filter(|&c| c != own && sizes[c] > 0.0)
+            .map(|c| row[c] / sizes[c])
+            .fold(f64::INFINITY, f64::min);
+        if b.is_finite() {
+            total += (b - a) / a.max(b).max(1e-12);
+        }
+    }
+    Ok(total / n as f64)
 }
 
 /// Cosine between the centroids of the windows labelled 0 and those labelled 1.
@@ -238,8 +313,8 @@ fn refine_affinity(cosine: &Tensor, p_percentile: f64) -> Result<Tensor, Inferen
     let off: Tensor = cosine * (eye.ones_like() - &eye);
     let row_max = off.amax([1], true);
     let cropped = &off + &eye * &row_max;
-    // Keep the top (1 − p) of each row, at least 2 entries.
-    let keep = (((1.0 - p_percentile) * n as f64).ceil() as i64).clamp(2, n);
+    // Keep the top (1 − p) of each row, at least MIN_NEIGHBOURS entries.
+    let keep = (((1.0 - p_percentile) * n as f64).ceil() as i64).clamp(MIN_NEIGHBOURS.min(n), n);
     let (top, _) = cropped.f_topk(keep, 1, true, true)?;
     let threshold = top.narrow(1, keep - 1, 1);
     let kept = cropped.ge_tensor(&threshold);
@@ -248,24 +323,6 @@ fn refine_affinity(cosine: &Tensor, p_percentile: f64) -> Result<Tensor, Inferen
     let diffused = symmetric.f_matmul(&symmetric.tr())?;
     let normalised = &diffused / diffused.amax([1], true).clamp_min(1e-12);
     Ok((&normalised + normalised.tr()) * 0.5f64)
-}
-
-/// The k in [min, max] with the largest eigengap ratio λ_k / λ_{k+1} (eigenvalues descending,
-/// the ICASSP 2018 criterion), among the k whose λ_k is not noise (≥ 2 % of λ_1): ratios
-/// between near-zero tail eigenvalues say nothing. On four espeak-ng voices the normalised
-/// difference (λ_k − λ_{k+1}) / λ_1 chose 3 where the ratio chose the true 4.
-fn eigengap_count(eigenvalues: &[f64], min: usize, max: usize) -> usize {
-    let max = max.min(eigenvalues.len().saturating_sub(1)).max(1);
-    let min = min.min(max);
-    let floor = 0.02 * eigenvalues.first().copied().unwrap_or(0.0);
-    (min..=max)
-        .filter(|&k| k == min || eigenvalues[k - 1] >= floor)
-        .map(|k| (k, eigenvalues[k - 1] / eigenvalues[k].max(1e-12)))
-        .fold(
-            (min, f64::MIN),
-            |best, (k, gap)| if gap > best.1 { (k, gap) } else { best },
-        )
-        .0
 }
 
 /// k-means (linfa, 10 seeded runs) on the rows of `points`.
