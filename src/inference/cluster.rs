@@ -10,9 +10,9 @@
 //! Why not the recipe's eigengap for the count: on pairs of espeak-ng voices it split one voice
 //! into four to seven clusters on some runs (one CI run failed so), and joining clusters by
 //! centroid cosine could not undo it reliably; choosing the count by the best silhouette instead
-//! joined the two closest of three voices. On 3 runs of 12 espeak-ng conversations over fresh
+//! joined the two closest of three voices. On 5 runs of 12 espeak-ng conversations over fresh
 //! random noise (2- and 3-voice round robins, all 6 voice pairs, 4 single voices) this found
-//! every count right.
+//! every count right, and 4 of 4 voices in the 10-minute bench (DER 0.027).
 
 use super::InferenceError;
 use linfa::prelude::*;
@@ -45,13 +45,14 @@ pub struct ClusterOptions {
     /// (others are scaled by 0.01).
     pub p_percentile: f64,
     /// A group is one voice when its best split into two leaves centroids at least this similar
-    /// (cosine). On espeak-ng voices one voice split in two gave 0.94–0.97, the two closest
-    /// different voices 0.91 and other pairs 0.62–0.82.
+    /// (cosine). On espeak-ng voices one voice's halves gave 0.89–0.97 (higher on long
+    /// recordings), two different voices 0.91–0.93 for the closest pair and 0.62–0.82 otherwise,
+    /// so this alone cannot decide: it only rules out splitting the clearly alike.
     pub single_speaker_centroid_cosine: f64,
-    /// …and also when that split's mean silhouette (cosine distance, within the group) is below
-    /// this. Centroid cosines of a variable voice's halves (0.89 for espeak's en-gb+f2 in a
-    /// three-voice talk) overlap those of two close voices (0.91); silhouettes tell them apart:
-    /// one voice's halves −0.01–0.19, two voices 0.26–0.63.
+    /// …or when that split's mean silhouette (cosine distance, within the group) is below this.
+    /// Over 60 random-noise espeak-ng conversations and a 10-minute four-voice one, the halves
+    /// of one voice (centroid cosine under 0.94, each half at least MIN_SPEAKER_WINDOWS) scored
+    /// at most 0.223; two voices scored at least 0.245.
     pub min_split_silhouette: f64,
     /// Spectral clustering runs on at most this many windows (landmarks beyond it).
     pub max_spectral_windows: usize,
@@ -63,8 +64,8 @@ impl Default for ClusterOptions {
             min_speakers: None,
             max_speakers: None,
             p_percentile: 0.9,
-            single_speaker_centroid_cosine: 0.925,
-            min_split_silhouette: 0.22,
+            single_speaker_centroid_cosine: 0.94,
+            min_split_silhouette: 0.235,
             max_spectral_windows: 1500,
         }
     }
@@ -127,6 +128,19 @@ fn cluster_all(embeddings: &Tensor, opts: &ClusterOptions) -> Result<Vec<usize>,
     let mut groups = vec![new_group((0..n).collect())?];
     while groups.len() < max_speakers {
         let Some(index) = next_to_split(&groups, opts, groups.len() < min_speakers) else {
+            for group in &groups {
+                if let Some(split) = &group.split {
+                    log::debug!(
+                        "cluster: {} windows stay one speaker (halves {} + {}, centroid cosine \
+                         {:.3}, silhouette {:.3})",
+                        group.rows.len(),
+                        split.halves[0].len(),
+                        split.halves[1].len(),
+                        split.cosine,
+                        split.silhouette
+                    );
+                }
+            }
             break;
         };
         let group = groups.swap_remove(index);
