@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::fleet::Fleet;
 use super::servers::{ChaosPostgres, ChaosRedis};
-use super::sessions::{make_clips, Sessions, SHORT_EXCHANGES};
+use super::sessions::{make_clips, Clip, Sessions, SHORT_EXCHANGES};
 use super::verify::queue_residue;
 use super::workers::{all_logs, FleetSettings};
 
@@ -22,6 +22,9 @@ pub struct LoadPlan {
     pub workers: usize,
     pub sessions: usize,
     pub clips: usize,
+    /// Every session is 1 s of silence: no speech to recognise, so what is measured is the
+    /// queue, the database and the worker's own overhead.
+    pub silent: bool,
     /// Sessions in the system (pushed, not yet final) at once; 0 pushes all at the start.
     pub concurrency: usize,
     /// Feeding stops after this; sessions in hand then get two more minutes.
@@ -30,7 +33,7 @@ pub struct LoadPlan {
 
 impl LoadPlan {
     /// LOAD_WORKERS (3), LOAD_SESSIONS (1000), LOAD_CLIPS (4), LOAD_CONCURRENCY (workers),
-    /// LOAD_DEADLINE_SECS (3600).
+    /// LOAD_DEADLINE_SECS (3600), LOAD_SILENT (unset).
     pub fn from_env() -> LoadPlan {
         let var = |name: &str, default: usize| -> usize {
             std::env::var(name)
@@ -43,6 +46,7 @@ impl LoadPlan {
             workers,
             sessions: var("LOAD_SESSIONS", 1000),
             clips: var("LOAD_CLIPS", 4).clamp(1, SHORT_EXCHANGES.len()),
+            silent: std::env::var_os("LOAD_SILENT").is_some_and(|v| !v.is_empty() && v != "0"),
             concurrency: var("LOAD_CONCURRENCY", workers),
             deadline: Duration::from_secs(var("LOAD_DEADLINE_SECS", 3600) as u64),
         }
@@ -77,9 +81,10 @@ impl LoadReport {
         };
         println!("load: ---------------------------------------------");
         println!(
-            "load: workers {}, sessions {}, concurrency {}",
+            "load: workers {}, sessions {}{}, concurrency {}",
             plan.workers,
             plan.sessions,
+            if plan.silent { " (1 s silent)" } else { "" },
             if plan.concurrency == 0 {
                 "all at once".to_string()
             } else {
@@ -151,13 +156,17 @@ pub fn run(plan: &LoadPlan) -> LoadReport {
         &redis.url(),
         &prefix,
     );
-    let clips = make_clips(
-        &root.path().join("clips"),
-        &SHORT_EXCHANGES,
-        plan.clips,
-        0.2,
-        (0.8, 2.5),
-    );
+    let clips = if plan.silent {
+        vec![silent_clip(&root.path().join("clips"))]
+    } else {
+        make_clips(
+            &root.path().join("clips"),
+            &SHORT_EXCHANGES,
+            plan.clips,
+            0.2,
+            (0.8, 2.5),
+        )
+    };
     let ids: Vec<Uuid> = (0..plan.sessions).map(|_| Uuid::new_v4()).collect();
     for (i, id) in ids.iter().enumerate() {
         sessions
@@ -255,6 +264,20 @@ pub fn run(plan: &LoadPlan) -> LoadReport {
         println!("load: run directory kept at {}", root.keep().display());
     }
     report
+}
+
+/// One second of 16 kHz silence as a WAV chunk.
+fn silent_clip(dir: &std::path::Path) -> Clip {
+    std::fs::create_dir_all(dir).expect("clip dir");
+    let path = dir.join("silence.wav");
+    let status = std::process::Command::new("sox")
+        .args(["-n", "-r", "16000", "-c", "1", "-b", "16"])
+        .arg(&path)
+        .args(["trim", "0", "1"])
+        .status()
+        .expect("sox is installed");
+    assert!(status.success(), "sox could not make {}", path.display());
+    Clip { path, seconds: 1.0 }
 }
 
 /// Pickup latencies, processing times and per-session processing counts from the workers' logs.
