@@ -44,6 +44,9 @@ pub struct Whisper {
 
 /// Seed of the sampling at temperatures above 0, reset for every transcription.
 const SAMPLING_SEED: u64 = 0;
+/// A window whose text keeps stopping early is decoded at most this many times (each time from
+/// its last timestamp on); the last time keeps its unfinished tail.
+const MAX_ROUNDS_PER_WINDOW: usize = 8;
 
 /// The reference's `input_stride`: mel frames per output token position.
 const INPUT_STRIDE: usize = N_FRAMES / 1500;
@@ -101,6 +104,9 @@ impl Whisper {
     }
 
     /// Transcribes windows of 16 kHz mono audio, each at most 30 s, `opts.max_batch` at a time.
+    /// As the reference does within one 30 s window: when the text stops at a timestamp before
+    /// the window's end (the model closed its last segment early), what follows that timestamp
+    /// is transcribed again in the next round, batched with the other windows' rests.
     pub fn transcribe_batch(
         &mut self,
         windows: &[&[f32]],
@@ -121,27 +127,53 @@ impl Whisper {
         self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
         let prompt = self.initial_prompt_tokens(opts)?;
         let initial = initial_tokens(&self.config, &opts.language, &prompt);
-        let mut transcripts = Vec::with_capacity(windows.len());
-        for chunk in windows.chunks(opts.max_batch.max(1)) {
-            let (mel, content_frames) =
-                window_mels(chunk, &self.model.mel_filters, self.device).map_err(torch_error)?;
-            let results = self.decode_with_fallback(&mel, &initial, opts)?;
-            for (result, frames) in results.iter().zip(content_frames) {
-                let duration = (frames * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
-                let segments = if should_skip(result, opts) {
-                    Vec::new()
-                } else {
-                    self.segments_of(result, 0.0, duration, true)?
-                        .0
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect()
-                };
-                let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
-                transcripts.push(WindowTranscript { segments, text });
+        let mut segments: Vec<Vec<AsrSegment>> = vec![Vec::new(); windows.len()];
+        // (window, first sample not yet transcribed)
+        let mut pending: Vec<(usize, usize)> = (0..windows.len()).map(|w| (w, 0)).collect();
+        for round in 0..MAX_ROUNDS_PER_WINDOW {
+            let last_round = round + 1 == MAX_ROUNDS_PER_WINDOW;
+            let mut rests = Vec::new();
+            for chunk in pending.chunks(opts.max_batch.max(1)) {
+                let audio: Vec<&[f32]> =
+                    chunk.iter().map(|&(w, from)| &windows[w][from..]).collect();
+                let (mel, content_frames) =
+                    window_mels(&audio, &self.model.mel_filters, self.device)
+                        .map_err(torch_error)?;
+                let results = self.decode_with_fallback(&mel, &initial, opts)?;
+                for ((&(w, from), result), frames) in chunk.iter().zip(&results).zip(content_frames)
+                {
+                    if should_skip(result, opts) {
+                        continue;
+                    }
+                    let offset = from as f64 / SAMPLE_RATE as f64;
+                    let duration = (frames * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
+                    let (found, consumed) =
+                        self.segments_of(result, offset, duration, last_round)?;
+                    segments[w].extend(found.into_iter().map(|(segment, _)| segment));
+                    if let Some(used) = consumed {
+                        let next = from + used.max(1) * HOP_LENGTH;
+                        if next < windows[w].len() {
+                            rests.push((w, next));
+                        }
+                    }
+                }
             }
+            if rests.is_empty() {
+                break;
+            }
+            log::debug!(
+                "whisper: {} window(s) ended early; transcribing their rest",
+                rests.len()
+            );
+            pending = rests;
         }
-        Ok(transcripts)
+        Ok(segments
+            .into_iter()
+            .map(|segments| {
+                let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
+                WindowTranscript { segments, text }
+            })
+            .collect())
     }
 
     /// Transcribes audio of any length as `transcribe()` does: one mel spectrogram for the whole
