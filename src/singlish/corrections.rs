@@ -60,10 +60,13 @@ pub const PHRASE_CORRECTIONS: &[(&str, &[&str])] = &[
 ];
 
 /// Single-word corrections from the original app: target word ← spellings, whole words only.
-/// "leh" and "huh" are target words as they stand and are left alone.
+/// "leh" and "huh" are target words as they stand and are left alone. Added to the original's:
+/// "lar" (how Whisper writes a British-sounding "lah", and a common written spelling of it) and
+/// "waa" (for "wah"); neither is an English word.
 #[rustfmt::skip] // Laid out like the reference, one target word a line.
 pub const WORD_CORRECTIONS: &[(&str, &[&str])] = &[
-    ("lah", &["la", "laa", "laaa", "ler"]),
+    ("lah", &["la", "laa", "laaa", "ler", "lar"]),
+    ("wah", &["waa"]),
     ("lor", &["low", "loh"]),
     ("sia", &["seh"]),
     ("meh", &["mah"]),
@@ -238,6 +241,9 @@ mod tests {
             ("ok la", "ok lah"),
             ("Laaa", "lah"),
             ("ler", "lah"),
+            ("ok lar", "ok lah"),
+            ("Waa, so nice", "wah, so nice"),
+            ("a lark", "a lark"),
             ("like that loh", "like that lor"),
             ("so low", "so lor"),
             ("power seh", "power sia"),
