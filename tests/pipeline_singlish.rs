@@ -43,6 +43,45 @@ const SCRIPT: [(usize, &str); 24] = [
     (2, "Aiyah, never mind, we try again tomorrow lor."),
 ];
 
+/// What espeak-ng is given for a Singlish word, so it says it as a Singaporean does: it reads
+/// Singlish with English letter rules ("walao" as "wa-lay-oh", "paiseh" as "pay-seh"). The truth
+/// stays the script's own words. `[[…]]` is espeak-ng phoneme input. Found by transcribing each
+/// voice's lines with faster-whisper tiny.en (the same weights) for candidate spellings.
+const SPOKEN_AS: [(&str, &str); 8] = [
+    ("walao", "wa lao"),
+    ("wah", "waa,"),
+    ("atas", "ah tas"),
+    ("kena", "keh nah"),
+    ("lepak", "lepak,"),
+    ("eh", "[['E]]"),
+    ("lor", "[[l'o:]]"),
+    ("paiseh", "pie seh"),
+];
+
+/// The line with each word of `SPOKEN_AS` (whole words, any case) replaced by how it is said.
+fn spoken(line: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let lower = word.to_lowercase();
+        match SPOKEN_AS.iter().find(|(w, _)| *w == lower) {
+            Some((_, said)) => out.push_str(said),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in line.chars() {
+        if c.is_alphanumeric() || c == '\'' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 type Counts = BTreeMap<usize, BTreeMap<String, i32>>;
 
 /// What the pipeline counted, scored against the script.
@@ -162,7 +201,11 @@ fn label_voices(
 
 fn score(num_speakers: Option<usize>) -> Score {
     let dir = tempfile::tempdir().expect("temp dir");
-    let parts: Vec<(usize, &str, f64)> = SCRIPT.iter().map(|&(v, line)| (v, line, 0.5)).collect();
+    let lines: Vec<(usize, String)> = SCRIPT.iter().map(|&(v, line)| (v, spoken(line))).collect();
+    let parts: Vec<(usize, &str, f64)> = lines
+        .iter()
+        .map(|(v, line)| (*v, line.as_str(), 0.5))
+        .collect();
     let conversation = conversation(0.5, &parts, 0.0);
     let result = analyze(&conversation, dir.path(), num_speakers);
     let voices = label_voices(&result, &conversation);
