@@ -57,3 +57,67 @@ fn every_job_survives_a_redis_restart() {
     }
     assert_eq!(worker.stop(), 0);
 }
+
+/// Redis down for longer than the heartbeat TTL while two workers are each mid-job: every
+/// heartbeat has expired when Redis returns, yet the first worker back must not take the other's
+/// job for a dead worker's (it did, and the session was processed twice).
+#[test]
+fn a_long_outage_does_not_make_live_workers_look_dead() {
+    let mut server = PrivateRedis::start();
+    let dir = tempdir();
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let redis_flag = format!("--redis-url={}", server.url());
+    let configs: Vec<_> = (0..2)
+        .map(|i| {
+            test_config_with_prefix(dir.path(), &format!("outage-w{i}"), &prefix, &[&redis_flag])
+        })
+        .collect();
+    let sessions = register_sessions(&configs[0], 2, 1);
+    let script = Arc::new(Script::default());
+    *script.work.lock().unwrap() = Duration::from_secs(8);
+    let workers: Vec<_> = configs
+        .iter()
+        .map(|c| InProcessWorker::start(c.clone(), scripted_factory(script.clone())))
+        .collect();
+    let mut queue = queue_for(&configs[0]);
+    for id in &sessions {
+        queue
+            .enqueue(&lahstats_worker::job::JobPayload::new(*id).to_json())
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || script
+            .calls
+            .lock()
+            .unwrap()
+            .len()
+            == 2),
+        "both workers should have taken a job"
+    );
+
+    // 5 s down: past the 2 s heartbeat TTL and the 4 s session lock.
+    server.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    server.restart();
+
+    assert!(
+        wait_until(Duration::from_secs(40), || {
+            sessions
+                .iter()
+                .all(|s| session_status(&configs[0], *s).0 == "ready_for_claiming")
+        }),
+        "not every job was processed after the outage"
+    );
+    // A requeued job would be taken again once a worker is free (after 8 s of work).
+    std::thread::sleep(Duration::from_secs(6));
+    for session in &sessions {
+        assert_eq!(
+            script.calls_for(*session).len(),
+            1,
+            "{session} was processed more than once"
+        );
+    }
+    for worker in workers {
+        assert_eq!(worker.stop(), 0);
+    }
+}

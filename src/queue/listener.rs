@@ -17,7 +17,8 @@ use crate::stats::JobSummary;
 
 /// How long one BLMOVE waits for a job; short so a shutdown is noticed promptly.
 const TAKE_WAIT: Duration = Duration::from_secs(1);
-/// Longest pause between reconnection attempts while Redis is down.
+/// Longest pause between reconnection attempts while Redis is down (and at most a third of the
+/// heartbeat TTL, so every live worker is back and beating before anyone reaps).
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
 
 // ---- state ----
@@ -397,6 +398,12 @@ impl QueueListener {
             .and_then(|_| self.queue.ping())
         {
             Ok(()) => {
+                if !self.connected && self.last_heartbeat.is_some() {
+                    // Back after an outage: every worker's heartbeat may have expired meanwhile.
+                    // Reap only after one TTL, by when the live ones have beaten again (their
+                    // reconnect backoff is capped below a third of the TTL).
+                    self.last_reap = Some(Instant::now());
+                }
                 if !self.connected {
                     self.announced_down = false;
                     log::info!(
@@ -431,6 +438,8 @@ impl QueueListener {
         }
         self.connected = false;
         self.next_reconnect = Instant::now() + self.reconnect_delay;
-        self.reconnect_delay = (self.reconnect_delay * 2).min(MAX_RECONNECT_DELAY);
+        self.reconnect_delay = (self.reconnect_delay * 2)
+            .min(MAX_RECONNECT_DELAY)
+            .min(self.settings.heartbeat_ttl / 3);
     }
 }
