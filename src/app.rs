@@ -415,15 +415,12 @@ fn listener_settings(config: &Config) -> ListenerSettings {
 
 /// Runs the daemon until a shutdown completes; returns the process exit code.
 pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, JobError> {
-    let signals = catch_signals()?;
+    let mut signals = catch_signals()?;
     crate::logging::banner(&config, &device);
-    let pool = crate::db::connect(&config.database_url)?;
-    let applied = crate::db::run_migrations(&pool)?;
-    if applied.is_empty() {
-        log::info!("🗄️  Database schema is up to date");
-    } else {
-        log::info!("🗄️  Applied migrations: {}", applied.join(", "));
-    }
+    let Some(pool) = wait_for_database(&config, &mut signals)? else {
+        log::info!("👋 Stopped before the database came up");
+        return Ok(0);
+    };
     // Bound before anything starts, so a second daemon on the same socket refuses at once.
     let mut socket =
         StatsSocket::bind(&config.socket).map_err(|err| JobError::permanent(err.to_string()))?;
@@ -455,6 +452,53 @@ pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, 
 
 /// Takes over SIGTERM, SIGINT, SIGHUP and SIGUSR1 (so none of them can kill the process with
 /// its default action while the actors start); nothing is lost: signals wait until forwarded.
+/// Connects and migrates, waiting with backoff while the database is unreachable (a worker
+/// started before its database keeps running instead of exiting); `None` when SIGTERM or SIGINT
+/// comes first. Other signals while waiting are ignored. A permanent error (bad URL, a failed
+/// migration) is returned.
+fn wait_for_database(
+    config: &Config,
+    signals: &mut signal_hook::iterator::Signals,
+) -> Result<Option<DbPool>, JobError> {
+    use crate::error::{Classify, ErrorKind};
+    let mut delay = Duration::from_millis(500);
+    let mut announced = false;
+    loop {
+        let attempt = crate::db::connect(&config.database_url)
+            .and_then(|pool| crate::db::run_migrations(&pool).map(|applied| (pool, applied)));
+        match attempt {
+            Ok((pool, applied)) => {
+                if applied.is_empty() {
+                    log::info!("🗄️  Database schema is up to date");
+                } else {
+                    log::info!("🗄️  Applied migrations: {}", applied.join(", "));
+                }
+                return Ok(Some(pool));
+            }
+            Err(err) if err.kind() == ErrorKind::Transient => {
+                if announced {
+                    log::debug!("Database still unreachable: {err}");
+                } else {
+                    log::error!("🔌 Database unreachable at start: {err}; waiting for it");
+                    announced = true;
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            let stop = signals.pending().any(|signal| {
+                signal == signal_hook::consts::SIGTERM || signal == signal_hook::consts::SIGINT
+            });
+            if stop {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
 fn catch_signals() -> Result<signal_hook::iterator::Signals, JobError> {
     use signal_hook::consts::*;
     signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])

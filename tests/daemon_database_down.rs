@@ -1,0 +1,72 @@
+//! The daemon started while its database is down: it says so, keeps running, and starts work
+//! once the database answers; SIGTERM while it waits exits 0.
+
+mod support;
+
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::postgres::PrivatePostgres;
+use support::worker::redis_url;
+
+fn daemon_env(dir: &std::path::Path, database_url: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("REDIS_URL", redis_url()),
+        ("DATABASE_URL", database_url),
+        (
+            "LAHSTATS_KEY_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "LAHSTATS_SOCKET",
+            dir.join("run/worker.sock").display().to_string(),
+        ),
+        (
+            "LAHSTATS_STORAGE_DIR",
+            dir.join("storage").display().to_string(),
+        ),
+    ]
+}
+
+#[test]
+fn a_worker_started_before_its_database_waits_for_it() {
+    let postgres = PrivatePostgres::start_new();
+    postgres.stop();
+
+    // SIGTERM while waiting: a clean exit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &["run"],
+        &daemon_env(dir.path(), postgres.url()),
+    );
+    assert!(
+        daemon.wait_for_log("Database unreachable at start", Duration::from_secs(30)),
+        "no word of the database being down"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(5)), Some(Some(0)));
+
+    // The database comes up while it waits: it migrates and listens.
+    let dir = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &["run"],
+        &daemon_env(dir.path(), postgres.url()),
+    );
+    assert!(daemon.wait_for_log("Database unreachable at start", Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        daemon.wait_exit(Duration::from_millis(100)),
+        None,
+        "it gave up"
+    );
+    postgres.start();
+    assert!(
+        daemon.wait_for_log("Listening for jobs", Duration::from_secs(60)),
+        "never listened after the database came up"
+    );
+    assert!(daemon.has_log("Applied migrations"));
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(daemon.wait_exit(Duration::from_secs(30)), Some(Some(0)));
+}
