@@ -162,8 +162,12 @@ impl Whisper {
                 break;
             }
             log::debug!(
-                "whisper: {} window(s) ended early; transcribing their rest",
-                rests.len()
+                "whisper: {} window(s) ended early; transcribing their rest ({:?} s)",
+                rests.len(),
+                rests
+                    .iter()
+                    .map(|&(w, from)| (windows[w].len() - from) as f64 / SAMPLE_RATE as f64)
+                    .collect::<Vec<_>>()
             );
             pending = rests;
         }
