@@ -5,28 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::daemon::Daemon;
+use support::daemon::{daemon_env, Daemon};
 use support::postgres::PrivatePostgres;
-use support::worker::redis_url;
-
-fn daemon_env(dir: &std::path::Path, database_url: String) -> Vec<(&'static str, String)> {
-    vec![
-        ("REDIS_URL", redis_url()),
-        ("DATABASE_URL", database_url),
-        (
-            "LAHSTATS_KEY_PREFIX",
-            format!("test-{}", uuid::Uuid::new_v4().simple()),
-        ),
-        (
-            "LAHSTATS_SOCKET",
-            dir.join("run/worker.sock").display().to_string(),
-        ),
-        (
-            "LAHSTATS_STORAGE_DIR",
-            dir.join("storage").display().to_string(),
-        ),
-    ]
-}
 
 #[test]
 fn a_worker_started_before_its_database_waits_for_it() {

@@ -5,32 +5,19 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
-use support::worker::redis_url;
-
-fn daemon_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("REDIS_URL", redis_url()),
-        ("DATABASE_URL", dir.join("worker.db").display().to_string()),
-        (
-            "LAHSTATS_KEY_PREFIX",
-            format!("test-{}", uuid::Uuid::new_v4().simple()),
-        ),
-        (
-            "LAHSTATS_SOCKET",
-            dir.join("run/worker.sock").display().to_string(),
-        ),
-        (
-            "LAHSTATS_STORAGE_DIR",
-            dir.join("storage").display().to_string(),
-        ),
-    ]
-}
+use support::daemon::{daemon_env, Daemon};
 
 #[test]
 fn sigterm_while_idle_exits_zero_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(dir.path(), &["run"], &daemon_env(dir.path()));
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &["run"],
+        &daemon_env(
+            dir.path(),
+            dir.path().join("worker.db").display().to_string(),
+        ),
+    );
     assert!(
         daemon.wait_for_log("Listening for jobs", Duration::from_secs(60)),
         "never listened"

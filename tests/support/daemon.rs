@@ -6,6 +6,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The environment of a daemon of its own: the test Redis, `database_url`, a fresh key prefix,
+/// and its socket and storage under `dir`.
+pub fn daemon_env(dir: &Path, database_url: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("REDIS_URL", super::worker::redis_url()),
+        ("DATABASE_URL", database_url),
+        (
+            "LAHSTATS_KEY_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "LAHSTATS_SOCKET",
+            dir.join("run/worker.sock").display().to_string(),
+        ),
+        (
+            "LAHSTATS_STORAGE_DIR",
+            dir.join("storage").display().to_string(),
+        ),
+    ]
+}
+
 pub struct Daemon {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
