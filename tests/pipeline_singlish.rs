@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use support::speech::{conversation, Conversation, SAMPLE_RATE};
+use support::tts::write_wav;
 
 /// (voice index into `support::speech::VOICES`, line): 1–3 target words a line, 8 lines a voice.
 const SCRIPT: [(usize, &str); 24] = [
@@ -114,30 +115,6 @@ fn said_per_voice() -> Counts {
         }
     }
     said
-}
-
-fn write_wav(samples: &[f32], path: &Path) {
-    let raw = path.with_extension("f32");
-    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(&raw, bytes).expect("write raw samples");
-    let status = Command::new("sox")
-        .args([
-            "-t",
-            "raw",
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-e",
-            "floating-point",
-        ])
-        .args(["-b", "32"])
-        .arg(&raw)
-        .args(["-b", "16", "-e", "signed-integer"])
-        .arg(path)
-        .status()
-        .expect("sox is installed");
-    assert!(status.success(), "sox failed");
 }
 
 /// Runs `analyze --format json` on the conversation (the default prompt, not the environment's).

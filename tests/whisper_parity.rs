@@ -9,7 +9,7 @@ use lahstats_worker::inference::whisper::{DecodeOptions, Whisper};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::tts::{
-    project_root, python, read_f32, silence, speak, wer, whisper_model_dir, write_f32, PASSAGES,
+    project_root, python, read_f32, silence, speak, wer, whisper_model_dir, PASSAGES,
 };
 use tch::Device;
 
@@ -38,30 +38,10 @@ fn faster_whisper(files: &[PathBuf], compute_type: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// `samples` as a 16 kHz mono WAV file (faster-whisper decodes it with PyAV).
+/// `samples` as `dir/name.wav` (faster-whisper decodes it with PyAV).
 fn write_wav(dir: &Path, name: &str, samples: &[f32]) -> PathBuf {
-    let raw = dir.join(format!("{name}.f32"));
     let wav = dir.join(format!("{name}.wav"));
-    write_f32(&raw, samples);
-    let status = Command::new("sox")
-        .args([
-            "-t",
-            "raw",
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-e",
-            "floating-point",
-            "-b",
-            "32",
-        ])
-        .arg(&raw)
-        .args(["-b", "16", "-e", "signed-integer"])
-        .arg(&wav)
-        .status()
-        .expect("sox is installed");
-    assert!(status.success(), "sox failed");
+    support::tts::write_wav(samples, &wav);
     wav
 }
 

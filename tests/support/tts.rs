@@ -125,3 +125,28 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     }
     previous[hypothesis.len()] as f64 / reference.len().max(1) as f64
 }
+
+/// `samples` as a 16 kHz mono 16-bit WAV file at `path` (what faster-whisper and `analyze` read).
+pub fn write_wav(samples: &[f32], path: &Path) {
+    let raw = path.with_extension("f32");
+    write_f32(&raw, samples);
+    let status = Command::new("sox")
+        .args([
+            "-t",
+            "raw",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-e",
+            "floating-point",
+            "-b",
+            "32",
+        ])
+        .arg(&raw)
+        .args(["-b", "16", "-e", "signed-integer"])
+        .arg(path)
+        .status()
+        .expect("sox is installed");
+    assert!(status.success(), "sox failed");
+}
