@@ -1,6 +1,11 @@
-//! The daemon: starts the five actors under a Supervisor in one actix System, forwards signals
-//! to it, and carries a shutdown down the tree: stop taking jobs → let the job in hand finish
-//! (bounded by the drain timeout) → record what is pending → final stats → exit 0.
+//! The daemon: starts the actors under a Supervisor in one actix System, forwards signals to
+//! it, and carries a shutdown down the tree: stop taking jobs → let the job in hand finish and
+//! be settled (bounded by the drain timeout) → record what is pending → give back what is still
+//! in hand → final stats → exit 0.
+//!
+//! A job travels one way: QueueListener → Processor → Settler, each wired to the next with a
+//! `Recipient` (the messages live in `crate::job`), so none of `queue`, `processor`, `settle`
+//! imports another; only this module knows them all.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -8,21 +13,19 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::config::Config;
-use crate::db::writer::DbWriter;
 use crate::db::DbPool;
 use crate::error::JobError;
-use crate::pipeline::PipelineFactory;
-use crate::processor::{Processor, ProcessorSettings};
+use crate::pipeline::{PipelineFactory, PipelineState};
+use crate::processor::{self, Processor, ProcessorSettings};
 use crate::queue::listener::{self, ListenerSettings, QueueListener};
-use crate::queue::retry::{self, RetryPolicy, RetryScheduler};
 use crate::queue::{Keys, RedisQueue};
+use crate::settle::{self, RetryPolicy, Settler};
 use crate::stats::reporter::{self as stats, StatsReporter};
 use crate::stats::socket::StatsSocket;
+use crate::supervise::{guard_async, Handover, InjectPanic};
 
 /// Jobs one Processor thread holds at once.
 const PROCESSOR_CAPACITY: usize = 1;
-/// Threads the DbWriter runs: one, so SQLite never sees two writers at once.
-const DB_WRITER_THREADS: usize = 1;
 
 // ---- state ----
 
@@ -30,16 +33,15 @@ const DB_WRITER_THREADS: usize = 1;
 #[derive(Clone)]
 pub struct Workers {
     pub listener: Addr<QueueListener>,
-    pub retry: Addr<RetryScheduler>,
     pub processor: Addr<Processor>,
-    pub db: Addr<DbWriter>,
+    pub settler: Addr<Settler>,
     pub stats: Addr<StatsReporter>,
 }
 
 /// How to reload: read the configuration again, and build a pipeline for it.
 #[derive(Clone)]
 pub struct Reloading {
-    /// Reads `.env`, the environment and the original flags again.
+    /// Reads `.env`, the environment and the original flags again, into a new value.
     pub config: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>,
     /// A pipeline factory for a configuration (the models it names, on its device).
     pub pipeline: Arc<dyn Fn(&Config) -> PipelineFactory + Send + Sync>,
@@ -49,12 +51,22 @@ pub struct Supervisor {
     config: Config,
     workers: Workers,
     reloading: Reloading,
-    /// What the Processor's and DbWriter's factories build from after a restart.
-    current_factory: Shared<PipelineFactory>,
-    current_pool: Shared<DbPool>,
+    /// What the sync actors' factories build from after a restart.
+    shared: SharedState,
+    /// The Processor's pipeline, as it last said (forwarded to the QueueListener).
+    pipeline: PipelineState,
     /// Set once a shutdown has begun.
     draining_since: Option<Instant>,
     reload_in_progress: bool,
+}
+
+/// The values a SyncArbiter factory reads each time it rebuilds its actor after a panic (a
+/// reload replaces them).
+#[derive(Clone)]
+struct SharedState {
+    config: Shared<Config>,
+    factory: Shared<PipelineFactory>,
+    pool: Shared<DbPool>,
 }
 
 /// A value a SyncArbiter factory reads each time it rebuilds its actor.
@@ -76,13 +88,19 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Upkeep for the sync actors: heartbeat/reaper (each acts only when due) and retry
-        // promotion, which a tenth of a second keeps close to the retry's due time.
+        // Upkeep for the sync actors: heartbeat/reaper (each acts only when due), pending job
+        // ends and retry promotion, which a tenth of a second keeps close to the due time.
         let tick = Duration::from_millis(100);
         ctx.run_interval(tick, |act, _| {
             act.workers.listener.do_send(listener::Tick);
-            act.workers.retry.do_send(retry::Tick);
+            act.workers.settler.do_send(settle::Tick);
         });
+    }
+}
+
+impl Supervised for Supervisor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        log::warn!("Supervisor restarted; the actors it supervises kept running");
     }
 }
 
@@ -130,11 +148,12 @@ impl Handler<Signal> for Supervisor {
                     "SIGINT"
                 };
                 log::info!("📥 Received {name}, initiating graceful shutdown...");
-                self.begin_shutdown(ctx);
+                self.begin_shutdown();
             }
             SIGHUP => {
                 log::info!("📥 Received SIGHUP, reloading the configuration...");
-                self.begin_reload(ctx);
+                let me = ctx.address();
+                guard_async("Supervisor", ctx, || self.begin_reload(me));
             }
             SIGUSR1 => self.workers.stats.do_send(stats::LogStats),
             other => log::debug!("Ignoring signal {other}"),
@@ -145,10 +164,19 @@ impl Handler<Signal> for Supervisor {
 impl Handler<Stop> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+    fn handle(&mut self, _: Stop, _: &mut Context<Self>) {
         if self.draining_since.is_none() {
-            self.begin_shutdown(ctx);
+            self.begin_shutdown();
         }
+    }
+}
+
+impl Handler<PipelineState> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, state: PipelineState, _: &mut Context<Self>) {
+        self.pipeline = state.clone();
+        self.workers.listener.do_send(state);
     }
 }
 
@@ -159,9 +187,10 @@ impl Handler<Reloaded> for Supervisor {
         self.config = config;
         self.reload_in_progress = false;
         log::info!(
-            "🔄 Reloaded: queue {}, database {}",
+            "🔄 Reloaded: queue {}, database {}, pipeline {}",
             self.config.processing_queue(),
-            crate::config::mask_url(&self.config.database_url)
+            crate::config::mask_url(&self.config.database_url),
+            self.pipeline
         );
     }
 }
@@ -174,29 +203,38 @@ impl Handler<GetWorkers> for Supervisor {
     }
 }
 
-// ---- helpers ----
+impl Handler<InjectPanic> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        guard_async("Supervisor", ctx, || panic!("injected panic (InjectPanic)"));
+    }
+}
+
+// ---- shutdown and reload ----
 
 impl Supervisor {
-    fn begin_shutdown(&mut self, _: &mut Context<Self>) {
+    fn begin_shutdown(&mut self) {
         self.draining_since = Some(Instant::now());
         let workers = self.workers.clone();
-        let drain_timeout = self.config.drain_timeout();
+        let drain_timeout = self.config.drain_timeout;
         actix::spawn(async move {
             drain(&workers, drain_timeout).await;
+            // Job ends still pending get a last chance; whatever is still in hand then (the
+            // drain timed out) goes back to the queue.
+            let _ = workers.settler.send(settle::Shutdown).await;
             let _ = workers.listener.send(listener::Shutdown).await;
             log::info!("Processor stopped");
-            let _ = workers.retry.send(retry::Shutdown).await;
-            let _ = workers.db.send(crate::db::writer::Shutdown).await;
             let _ = workers.stats.send(stats::FinalSummary).await;
             System::current().stop_with_code(0);
         });
     }
-}
 
-impl Supervisor {
-    /// Reload: finish the job in hand, then reconnect the database and Redis, reload the models
-    /// if their files or the choice of model changed, and take jobs again under the new settings.
-    fn begin_reload(&mut self, ctx: &mut Context<Self>) {
+    /// Reload: stop intake and wait until every job in hand is settled, then switch to the new
+    /// database, Redis keys and settings (giving back what the old queue's in-flight list still
+    /// holds), reload the models if their files or the choice of model changed — or if they did
+    /// not load before — and take jobs again.
+    fn begin_reload(&mut self, supervisor: Addr<Supervisor>) {
         if self.draining_since.is_some() || self.reload_in_progress {
             return log::warn!("A shutdown or reload is already under way; SIGHUP ignored");
         }
@@ -207,15 +245,11 @@ impl Supervisor {
         self.reload_in_progress = true;
         let factory = (models_signature(&new) != models_signature(&self.config)).then(|| {
             let factory = (self.reloading.pipeline)(&new);
-            write(&self.current_factory, factory.clone());
+            write(&self.shared.factory, factory.clone());
             factory
         });
         let db_changed = new.database_url != self.config.database_url;
-        let (workers, current_pool, supervisor) = (
-            self.workers.clone(),
-            self.current_pool.clone(),
-            ctx.address(),
-        );
+        let (workers, shared) = (self.workers.clone(), self.shared.clone());
         actix::spawn(async move {
             let mut in_hand = workers
                 .listener
@@ -226,36 +260,44 @@ impl Supervisor {
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
                 in_hand = workers.listener.send(listener::InHand).await.unwrap_or(0);
             }
-            if db_changed {
+            let pool = if db_changed {
                 match crate::db::connect(&new.database_url)
                     .and_then(|pool| crate::db::run_migrations(&pool).map(|_| pool))
                 {
                     Ok(pool) => {
-                        write(&current_pool, pool.clone());
-                        let _ = workers.db.send(crate::db::writer::Reconnect { pool }).await;
+                        write(&shared.pool, pool.clone());
+                        Some(pool)
                     }
-                    Err(err) => log::error!("Keeping the old database: the new one failed: {err}"),
+                    Err(err) => {
+                        log::error!("Keeping the old database: the new one failed: {err}");
+                        None
+                    }
                 }
-            }
-            let settings = processor_settings(&new);
-            let _ = workers
-                .processor
-                .send(crate::processor::Reload { factory, settings })
-                .await;
+            } else {
+                None
+            };
+            write(&shared.config, new.clone());
             let keys = Keys::from_config(&new);
-            let queue = RedisQueue::new(&new.redis_url, keys.clone());
             let _ = workers
-                .retry
-                .send(retry::Reconfigure {
-                    queue,
+                .settler
+                .send(settle::Reconfigure {
+                    queue: RedisQueue::new(&new.redis_url, keys.clone()),
+                    pool: read(&shared.pool),
                     policy: retry_policy(&new),
                 })
                 .await;
-            let queue = RedisQueue::new(&new.redis_url, keys);
+            let _ = workers
+                .processor
+                .send(processor::Reload {
+                    factory,
+                    pool,
+                    settings: processor_settings(&new),
+                })
+                .await;
             let _ = workers
                 .listener
                 .send(listener::ResumeIntake {
-                    queue,
+                    queue: RedisQueue::new(&new.redis_url, keys),
                     settings: listener_settings(&new),
                 })
                 .await;
@@ -278,9 +320,9 @@ fn models_signature(config: &Config) -> String {
     )
 }
 
-/// Waits until the job in hand is finished, or the drain timeout has passed.
+/// Waits until every job in hand is finished and settled, or the drain timeout has passed.
 async fn drain(workers: &Workers, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
     let mut in_hand = workers
         .listener
         .send(listener::StopIntake { for_good: true })
@@ -293,7 +335,7 @@ async fn drain(workers: &Workers, timeout: Duration) {
         );
     }
     while in_hand > 0 {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             log::warn!("⚠️  Drain timeout reached with {in_hand} job(s) in hand");
             return;
         }
@@ -302,90 +344,97 @@ async fn drain(workers: &Workers, timeout: Duration) {
     }
 }
 
-/// Starts the actors under a Supervisor; call inside a running actix System.
+// ---- start ----
+
+/// Starts the actors under a Supervisor (itself restarted after a panic); call inside a running
+/// actix System.
 pub fn start(
     config: Config,
     pool: DbPool,
     reloading: Reloading,
     device: String,
 ) -> Addr<Supervisor> {
-    let current_factory = Arc::new(Mutex::new((reloading.pipeline)(&config)));
-    let current_pool = Arc::new(Mutex::new(pool));
-    let workers = start_workers(&config, &current_pool, &current_factory, device);
-    Supervisor {
-        config,
-        workers,
-        reloading,
-        current_factory,
-        current_pool,
-        draining_since: None,
-        reload_in_progress: false,
-    }
-    .start()
+    actix::Supervisor::start(move |ctx: &mut Context<Supervisor>| {
+        let shared = SharedState {
+            factory: Arc::new(Mutex::new((reloading.pipeline)(&config))),
+            pool: Arc::new(Mutex::new(pool)),
+            config: Arc::new(Mutex::new(config.clone())),
+        };
+        let workers = start_workers(&shared, device, ctx.address().recipient());
+        // The pool it was given is connected and migrated.
+        workers.stats.do_send(stats::ConnectionState::Database(true));
+        Supervisor {
+            config,
+            workers,
+            reloading,
+            shared,
+            pipeline: PipelineState::Loading,
+            draining_since: None,
+            reload_in_progress: false,
+        }
+    })
 }
 
-/// Starts the five actors.
+/// Starts the four workers, each rebuilt from `shared` after a panic. The Processor reports its
+/// pipeline to `supervisor` (which passes it to the listener) and to the StatsReporter.
 fn start_workers(
-    config: &Config,
-    pool: &Shared<DbPool>,
-    factory: &Shared<PipelineFactory>,
+    shared: &SharedState,
     device: String,
+    supervisor: Recipient<PipelineState>,
 ) -> Workers {
-    let keys = Keys::from_config(config);
-    let stats = StatsReporter::new(
-        keys.worker_id.clone(),
-        device,
-        Duration::from_secs_f64(config.stats_interval.max(1.0)),
-    )
-    .start();
-    let db = {
-        let pool = pool.clone();
-        SyncArbiter::start(DB_WRITER_THREADS, move || DbWriter::new(read(&pool)))
+    let config = read(&shared.config);
+    let stats = {
+        let (worker, every) = (
+            config.worker_id(),
+            config.stats_interval.max(Duration::from_secs(1)),
+        );
+        actix::Supervisor::start(move |_| StatsReporter::new(worker, device, every))
     };
-    let processor = {
-        let (db, settings, factory) = (db.clone(), processor_settings(config), factory.clone());
+    let settler = {
+        let (shared, stats, handover) = (shared.clone(), stats.clone(), Handover::default());
         SyncArbiter::start(1, move || {
-            Processor::new(&read(&factory), db.clone(), settings.clone())
+            let config = read(&shared.config);
+            Settler::new(
+                RedisQueue::new(&config.redis_url, Keys::from_config(&config)),
+                read(&shared.pool),
+                retry_policy(&config),
+                stats.clone(),
+                handover.clone(),
+            )
         })
     };
-    let retry = {
-        let (queue, policy) = (
-            RedisQueue::new(&config.redis_url, keys.clone()),
-            retry_policy(config),
-        );
-        let (db, stats) = (db.clone(), stats.clone());
-        // The factory runs again only after a panic; a fresh connection is right then.
-        let url = config.redis_url.clone();
-        let keys = keys.clone();
-        let first = std::sync::Mutex::new(Some(queue));
+    let processor = {
+        let (shared, settler) = (shared.clone(), settler.clone().recipient());
+        let watchers = vec![supervisor, stats.clone().recipient()];
         SyncArbiter::start(1, move || {
-            let queue = first
-                .lock()
-                .ok()
-                .and_then(|mut q| q.take())
-                .unwrap_or_else(|| RedisQueue::new(&url, keys.clone()));
-            RetryScheduler::new(queue, policy.clone(), db.clone(), stats.clone())
+            Processor::new(
+                read(&shared.factory),
+                read(&shared.pool),
+                processor_settings(&read(&shared.config)),
+                settler.clone(),
+                watchers.clone(),
+            )
         })
     };
     let listener = {
-        let settings = listener_settings(config);
-        let (processor, retry, stats) = (processor.clone(), retry.clone(), stats.clone());
-        let (url, keys) = (config.redis_url.clone(), keys.clone());
+        let (shared, stats, handover) = (shared.clone(), stats.clone(), Handover::default());
+        let (processor, settler) = (processor.clone().recipient(), settler.clone().recipient());
         SyncArbiter::start(1, move || {
+            let config = read(&shared.config);
             QueueListener::new(
-                RedisQueue::new(&url, keys.clone()),
-                settings.clone(),
+                RedisQueue::new(&config.redis_url, Keys::from_config(&config)),
+                listener_settings(&config),
                 processor.clone(),
-                retry.clone(),
+                settler.clone(),
                 stats.clone(),
+                handover.clone(),
             )
         })
     };
     Workers {
         listener,
-        retry,
         processor,
-        db,
+        settler,
         stats,
     }
 }
@@ -401,15 +450,16 @@ fn processor_settings(config: &Config) -> ProcessorSettings {
 pub fn retry_policy(config: &Config) -> RetryPolicy {
     RetryPolicy {
         max_retries: config.max_retries,
-        base_delay: Duration::from_secs_f64(config.retry_base_delay.max(0.0)),
+        base_delay: config.retry_base_delay,
     }
 }
 
 fn listener_settings(config: &Config) -> ListenerSettings {
     ListenerSettings {
         capacity: PROCESSOR_CAPACITY,
-        heartbeat_ttl: config.heartbeat_ttl(),
+        heartbeat_ttl: config.heartbeat_ttl,
         max_payload_bytes: config.max_payload_bytes,
+        max_redeliveries: config.max_redeliveries,
     }
 }
 
@@ -428,15 +478,10 @@ pub fn run(config: Config, reloading: Reloading, device: String) -> Result<i32, 
     let (supervisor, socket) = runner.block_on(async move {
         let supervisor = start(config, pool, reloading, device);
         let served = match supervisor.send(GetWorkers).await {
-            Ok(workers) => {
-                workers
-                    .stats
-                    .do_send(stats::ConnectionState::Database(true));
-                socket
-                    .serve(workers.stats)
-                    .map(|_| socket)
-                    .map_err(|e| e.to_string())
-            }
+            Ok(workers) => socket
+                .serve(workers.stats)
+                .map(|_| socket)
+                .map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),
         };
         (supervisor, served)

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Parser;
 use std::time::{Duration, Instant};
 
 use crate::cli::Format;
@@ -17,9 +16,10 @@ pub fn run(config: Config) -> Result<u8, String> {
         crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     let description = crate::inference::device::describe(device);
     let reloading = crate::app::Reloading {
+        // A new value from the flags, the environment and `.env` as they are now; the process
+        // environment itself is never changed.
         config: Arc::new(|| {
-            Config::load_dotenv();
-            crate::cli::Cli::try_parse()
+            crate::cli::Cli::load()
                 .map(|cli| cli.config)
                 .map_err(|e| e.to_string())
         }),
@@ -65,6 +65,107 @@ pub fn stats(config: &Config, json: bool, prometheus: bool) -> Result<u8, String
         print!("{}", snapshot.table());
     }
     Ok(0)
+}
+
+/// `check`: what the daemon needs before it can work — the model files, Redis, the database —
+/// one line each; exit 1, naming what is wrong, when any is not right.
+pub fn check(config: &Config) -> Result<u8, String> {
+    let mut ok = true;
+    let mut line = |name: &str, result: Result<String, String>| match result {
+        Ok(detail) => println!("✔ {name}: {detail}"),
+        Err(problem) => {
+            ok = false;
+            println!("✘ {name}: {problem}");
+        }
+    };
+    line("models", check_models(config));
+    line("redis", check_redis(config));
+    line("database", check_database(config));
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// Every file of the manifest present with its sha256, and the device available.
+fn check_models(config: &Config) -> Result<String, String> {
+    let dir = config.models_dir.display();
+    let entries = crate::inference::manifest::read(&config.models_dir)
+        .map_err(|err| format!("{err} (run scripts/prepare-models)"))?;
+    if entries.is_empty() {
+        return Err(format!(
+            "{dir}/manifest.json lists no models (run scripts/prepare-models)"
+        ));
+    }
+    let mut problems = Vec::new();
+    for entry in &entries {
+        let path = config.models_dir.join(&entry.file);
+        match crate::inference::manifest::sha256_of(&path) {
+            Ok(sum) if sum == entry.sha256 => {}
+            Ok(_) => problems.push(format!(
+                "{} does not match its sha256 in manifest.json (corrupt or replaced)",
+                path.display()
+            )),
+            Err(err) => problems.push(format!("{} is missing ({err})", path.display())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{}; run scripts/prepare-models",
+            problems.join("; ")
+        ));
+    }
+    let device =
+        crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} file(s) in {dir} match manifest.json; device {}",
+        entries.len(),
+        crate::inference::device::describe(device)
+    ))
+}
+
+fn check_redis(config: &Config) -> Result<String, String> {
+    let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
+    queue.ping().map_err(|e| e.to_string())?;
+    let depths = queue.depths().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{} answers; {} waiting in {}, {} retrying, {} failed",
+        crate::config::mask_url(&config.redis_url),
+        depths.processing,
+        config.processing_queue(),
+        depths.retry,
+        depths.failed
+    ))
+}
+
+/// Connects and reads the migrations' state; applies nothing.
+fn check_database(config: &Config) -> Result<String, String> {
+    let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| crate::db::DbError::from(e).to_string())?;
+    let pending = pending_migrations(&mut conn)?;
+    let target = crate::config::mask_url(&config.database_url);
+    Ok(match pending.len() {
+        0 => format!("{target} answers; schema up to date"),
+        n => format!(
+            "{target} answers; {n} migration(s) to apply at start ({})",
+            pending.join(", ")
+        ),
+    })
+}
+
+/// The embedded migrations the database has not had yet.
+fn pending_migrations(conn: &mut crate::db::DbConnection) -> Result<Vec<String>, String> {
+    use crate::db::connection::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    use crate::db::DbConnection;
+    use diesel_migrations::MigrationHarness;
+    let names = match conn {
+        DbConnection::Pg(pg) => pg
+            .pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|pending| pending.iter().map(|m| m.name().to_string()).collect()),
+        DbConnection::Sqlite(sqlite) => sqlite
+            .pending_migrations(SQLITE_MIGRATIONS)
+            .map(|pending| pending.iter().map(|m| m.name().to_string()).collect()),
+    };
+    names.map_err(|err| format!("cannot read the migrations' state: {err}"))
 }
 
 /// `models check`: every model file present with the manifest's sha256; prints the device.
@@ -177,7 +278,7 @@ fn follow(conn: &mut crate::db::DbConnection, session_id: uuid::Uuid) -> Result<
 pub fn audio_options(config: &Config) -> crate::audio::AudioOptions {
     crate::audio::AudioOptions {
         storage_root: config.storage_dir.clone(),
-        max_duration_seconds: config.max_audio_seconds,
+        max_duration_seconds: config.max_audio_seconds.as_secs_f64(),
         ..crate::audio::AudioOptions::default()
     }
 }

@@ -1,9 +1,8 @@
 //! The worker's configuration: flags beat environment variables, which beat a `.env` file, which
 //! beats the defaults. The defaults run on one machine with nothing configured.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Args;
@@ -74,38 +73,52 @@ pub struct Config {
     #[arg(long, env = "LAHSTATS_MAX_RETRIES", default_value_t = 3, global = true)]
     pub max_retries: u32,
 
-    /// Delay before the first retry in seconds; each further retry waits twice as long.
+    /// Delay before the first retry (5s, 500ms, or plain seconds); each further retry waits
+    /// twice as long.
     #[arg(
         long,
         env = "LAHSTATS_RETRY_BASE_DELAY",
-        default_value_t = 5.0,
+        default_value = "5s",
+        value_parser = parse_duration,
         global = true
     )]
-    pub retry_base_delay: f64,
+    pub retry_base_delay: Duration,
+
+    /// Times a job may be taken back from a worker that died while holding it (killed, out of
+    /// memory, crashed in native code) before it goes to the failed list; 2 means 3 deliveries.
+    #[arg(
+        long,
+        env = "LAHSTATS_MAX_REDELIVERIES",
+        default_value_t = 2,
+        global = true
+    )]
+    pub max_redeliveries: u32,
 
     /// This worker's id in Redis (default: <hostname>-<pid>). Must be unique per live process.
     #[arg(long, env = "LAHSTATS_WORKER_ID", global = true)]
     pub worker_id: Option<String>,
 
-    /// Seconds a worker's heartbeat lives; a worker silent for longer is presumed dead and its
-    /// jobs are requeued.
+    /// How long a worker's heartbeat lives (at least 1s); a worker silent for longer is presumed
+    /// dead and its jobs are requeued.
     #[arg(
         long,
         env = "LAHSTATS_HEARTBEAT_TTL",
-        default_value_t = 30.0,
+        default_value = "30s",
+        value_parser = parse_heartbeat_ttl,
         global = true
     )]
-    pub heartbeat_ttl: f64,
+    pub heartbeat_ttl: Duration,
 
-    /// Seconds the job in hand may take to finish after SIGTERM before the worker exits anyway
-    /// (the job then stays in Redis and is taken again).
+    /// How long the job in hand may take to finish after SIGTERM before the worker exits anyway
+    /// (the job then goes back on the queue and is taken again).
     #[arg(
         long,
         env = "LAHSTATS_DRAIN_TIMEOUT",
-        default_value_t = 300.0,
+        default_value = "5m",
+        value_parser = parse_duration,
         global = true
     )]
-    pub drain_timeout: f64,
+    pub drain_timeout: Duration,
 
     /// Largest job payload accepted, in bytes; larger ones go straight to the failed list.
     #[arg(
@@ -125,14 +138,15 @@ pub struct Config {
     )]
     pub storage_dir: PathBuf,
 
-    /// Longest session accepted, in seconds of audio.
+    /// Longest session accepted, in audio time (4h, 90m, or plain seconds).
     #[arg(
         long,
         env = "LAHSTATS_MAX_AUDIO_SECONDS",
-        default_value_t = 14_400.0,
+        default_value = "4h",
+        value_parser = parse_duration,
         global = true
     )]
-    pub max_audio_seconds: f64,
+    pub max_audio_seconds: Duration,
 
     /// Unix socket where the daemon answers stats queries.
     #[arg(
@@ -143,14 +157,15 @@ pub struct Config {
     )]
     pub socket: PathBuf,
 
-    /// Seconds between stats lines while idle.
+    /// Time between stats lines while idle (at least 1s).
     #[arg(
         long,
         env = "LAHSTATS_STATS_INTERVAL",
-        default_value_t = 300.0,
+        default_value = "5m",
+        value_parser = parse_duration,
         global = true
     )]
-    pub stats_interval: f64,
+    pub stats_interval: Duration,
 
     /// Fewest speakers to look for (default: estimated from the audio).
     #[arg(long, env = "LAHSTATS_MIN_SPEAKERS", global = true)]
@@ -173,7 +188,9 @@ pub struct Config {
     #[arg(long, env = "LAHSTATS_INITIAL_PROMPT", global = true)]
     pub initial_prompt: Option<String>,
 
-    /// Replace results even when users have already claimed the session's speakers.
+    /// Process sessions again even when they are already `ready_for_claiming` or their speakers
+    /// are claimed (their results and claims are replaced). For an operator's re-run; a single
+    /// job can ask for the same with `"force": true` (`failed retry --force`).
     #[arg(
         long,
         env = "LAHSTATS_FORCE_RECLAIM",
@@ -184,26 +201,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads `.env` (when present) into the environment without overriding variables the
-    /// process was started with. Called again on SIGHUP, so a changed `.env` takes effect.
-    pub fn load_dotenv() {
-        // The environment as the process got it: .env never overrides these, on any reload.
-        static STARTED_WITH: OnceLock<HashSet<String>> = OnceLock::new();
-        let started_with = STARTED_WITH.get_or_init(|| std::env::vars().map(|(k, _)| k).collect());
-        let entries = match dotenvy::dotenv_iter() {
-            Ok(entries) => entries,
-            Err(err) if err.not_found() => return,
-            Err(err) => return log::warn!("Ignoring .env: {err}"),
-        };
-        for entry in entries {
-            match entry {
-                Ok((key, value)) if !started_with.contains(&key) => std::env::set_var(key, value),
-                Ok(_) => {}
-                Err(err) => log::warn!("Ignoring a line of .env: {err}"),
-            }
-        }
-    }
-
     pub fn processing_queue(&self) -> String {
         self.queue
             .clone()
@@ -220,18 +217,10 @@ impl Config {
         self.worker_id.clone().unwrap_or_else(default_worker_id)
     }
 
-    /// Delay before retry number `attempt` (1-based): base × 2^(attempt−1).
-    pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let factor = 2f64.powi(attempt.saturating_sub(1) as i32);
-        Duration::from_secs_f64((self.retry_base_delay * factor).max(0.0))
-    }
-
-    pub fn heartbeat_ttl(&self) -> Duration {
-        Duration::from_secs_f64(self.heartbeat_ttl.max(0.5))
-    }
-
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.drain_timeout.max(0.0))
+    /// Delay before retry number `retry` (1-based): base × 2^(retry−1), saturating.
+    pub fn retry_delay(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.retry_base_delay.saturating_mul(factor)
     }
 
     /// The retry delays as the banner shows them: "5s, 10s, 20s".
@@ -241,6 +230,79 @@ impl Config {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+// ---- sources ----
+
+/// The entries of the `.env` file, found as dotenvy finds it (the current directory or a parent);
+/// empty when there is none. Only read: the process environment is never changed, so reading it
+/// again on SIGHUP cannot race the libtorch, libpq or FFmpeg threads that read the environment.
+/// `Cli::load` gives these entries the lowest priority of the configuration's sources.
+pub fn dotenv_entries() -> BTreeMap<String, String> {
+    let entries = match dotenvy::dotenv_iter() {
+        Ok(entries) => entries,
+        Err(err) if err.not_found() => return BTreeMap::new(),
+        Err(err) => {
+            log::warn!("Ignoring .env: {err}");
+            return BTreeMap::new();
+        }
+    };
+    let mut found = BTreeMap::new();
+    for entry in entries {
+        match entry {
+            Ok((key, value)) => {
+                found.insert(key, value);
+            }
+            Err(err) => log::warn!("Ignoring a line of .env: {err}"),
+        }
+    }
+    found
+}
+
+// ---- durations ----
+
+/// The longest duration any setting accepts. Far beyond any sensible value, and far below what
+/// `Instant + Duration` or a doubling retry delay could overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses a duration setting: a human duration (`humantime`: `30s`, `500ms`, `1m30s`, `2h`,
+/// `7d`) or a plain number of seconds (`5`, `0.25`, as earlier versions took). Infinite, NaN,
+/// negative and overflowing values are rejected with a message saying why, as is anything over
+/// a year ([`MAX_DURATION`]).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = if let Ok(seconds) = text.parse::<f64>() {
+        if !seconds.is_finite() {
+            return Err(format!("{text:?} is not a finite duration"));
+        }
+        if seconds < 0.0 {
+            return Err(format!(
+                "{text:?} is negative; a duration must be 0 or more"
+            ));
+        }
+        Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{text:?} seconds is too long to represent"))?
+    } else {
+        humantime::parse_duration(text).map_err(|err| {
+            format!("{text:?} is not a duration like 30s, 500ms, 1m30s, 2h or 7d ({err})")
+        })?
+    };
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the limit of {} days",
+            MAX_DURATION.as_secs() / 86_400
+        ));
+    }
+    Ok(duration)
+}
+
+/// A heartbeat TTL: a duration of at least one second (the heartbeat beats every third of it).
+fn parse_heartbeat_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    if ttl < Duration::from_secs(1) {
+        return Err(format!("{text:?} is shorter than the 1s minimum"));
+    }
+    Ok(ttl)
 }
 
 /// `<hostname>-<pid>`: unique per live process on a host.
@@ -256,29 +318,73 @@ fn trim_float(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A URL with its password replaced by `***`, for logs and the banner.
+/// A database or Redis location with every password replaced by `***`, for logs, the banner and
+/// error messages; the one redactor of the project.
+///
+/// - `scheme://user:password@host/…`: the credentials run to the *last* `@`, so a password
+///   holding `@`, `/`, `:` or `?` is hidden whole (an `@` later in a query may hide a little more
+///   than the password; never less).
+/// - `password=…` in a query string or a libpq key/value string (`host=db password=secret`,
+///   quoted or not) is hidden too.
 pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
+    mask_password_parameters(&mask_userinfo(url))
+}
+
+fn mask_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let credentials = &authority[..at];
-            match credentials.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &credentials[..colon],
-                    &rest[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
+    let rest = &url[scheme_end..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
         None => url.to_string(),
     }
+}
+
+fn mask_password_parameters(text: &str) -> String {
+    const KEY: &str = "password=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(found) = rest.to_ascii_lowercase().find(KEY) {
+        let value_start = found + KEY.len();
+        out.push_str(&rest[..value_start]);
+        out.push_str("***");
+        let value = &rest[value_start..];
+        let value_len = match value.strip_prefix('\'') {
+            // libpq quoting: 'it''s' or 'a\'b'; the value ends at the closing quote.
+            Some(quoted) => {
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '\'' => {
+                            end = i + 1;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                1 + end
+            }
+            None => value
+                .find(|c: char| c == '&' || c == '#' || c.is_whitespace())
+                .unwrap_or(value.len()),
+        };
+        rest = &value[value_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -294,16 +400,38 @@ mod tests {
 
     #[test]
     fn passwords_are_masked() {
-        assert_eq!(
-            mask_url("redis://:secret@host:6379/0"),
-            "redis://:***@host:6379/0"
-        );
-        assert_eq!(
-            mask_url("postgres://app:pa@ss@db.example/lah"),
-            "postgres://app:***@db.example/lah"
-        );
-        assert_eq!(mask_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(mask_url("./data/lahstats.db"), "./data/lahstats.db");
+        let cases = [
+            ("redis://:secret@host:6379/0", "redis://:***@host:6379/0"),
+            (
+                "postgres://app:pa@ss@db.example/lah",
+                "postgres://app:***@db.example/lah",
+            ),
+            (
+                "postgres://app:pa/ss:w@rd@db.example:5432/lah?sslmode=require",
+                "postgres://app:***@db.example:5432/lah?sslmode=require",
+            ),
+            (
+                "postgresql://db/lah?user=app&password=s3cr@t&sslmode=require",
+                "postgresql://db/lah?user=app&password=***&sslmode=require",
+            ),
+            (
+                r"host=db user=app password='it\'s secret' dbname=lah",
+                "host=db user=app password=*** dbname=lah",
+            ),
+            (
+                "host=db PASSWORD=plain dbname=lah",
+                "host=db PASSWORD=*** dbname=lah",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("redis://user@host:6379", "redis://user@host:6379"),
+            ("./data/lahstats.db", "./data/lahstats.db"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(mask_url(url), masked, "{url}");
+            for secret in ["secret", "pa@ss", "ss:w", "s3cr", "plain"] {
+                assert!(!mask_url(url).contains(secret), "{url}");
+            }
+        }
     }
 
     #[test]
@@ -312,6 +440,54 @@ mod tests {
         assert_eq!(config.retry_delays_text(), "5s, 10s, 20s");
         let fast = Wrapper::parse_from(["x", "--retry-base-delay", "0.1", "--max-retries", "2"]);
         assert_eq!(fast.config.retry_delays_text(), "0.1s, 0.2s");
+    }
+
+    #[test]
+    fn durations_are_human_or_seconds_and_never_infinite_negative_or_huge() {
+        let ok = [
+            ("5", 5_000),
+            ("0.25", 250),
+            ("500ms", 500),
+            ("1m30s", 90_000),
+            ("2h", 7_200_000),
+            (" 7d ", 604_800_000),
+            ("0", 0),
+        ];
+        for (text, millis) in ok {
+            assert_eq!(
+                parse_duration(text).map(|d| d.as_millis()),
+                Ok(millis),
+                "{text}"
+            );
+        }
+        let refused = [
+            ("inf", "not a finite duration"),
+            ("NaN", "not a finite duration"),
+            ("-1", "negative"),
+            ("-5s", "not a duration like"),
+            ("1e300", "too long"),
+            ("99999999999999999999999s", "not a duration like"),
+            ("400d", "longer than the limit of 365 days"),
+            ("soon", "not a duration like"),
+            ("", "not a duration like"),
+        ];
+        for (text, reason) in refused {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains(reason), "{text}: {err}");
+        }
+        assert!(parse_heartbeat_ttl("500ms")
+            .unwrap_err()
+            .contains("1s minimum"));
+        // At the command line, a bad value is refused before anything runs.
+        let err = Wrapper::try_parse_from(["x", "--drain-timeout", "inf"])
+            .err()
+            .expect("inf refused");
+        assert!(err.to_string().contains("not a finite duration"), "{err}");
+        let config = Wrapper::parse_from(["x"]).config;
+        assert_eq!(config.heartbeat_ttl, Duration::from_secs(30));
+        assert_eq!(config.drain_timeout, Duration::from_secs(300));
+        assert_eq!(config.max_audio_seconds, Duration::from_secs(4 * 3600));
+        assert_eq!(config.max_redeliveries, 2);
     }
 
     #[test]

@@ -1,12 +1,22 @@
-//! The job payload the API pushes: `{"session_id": "<uuid>", "queued_at": "<iso>"}`. Unknown
-//! fields are kept so a requeue never drops what the API (or a newer worker) put there; the
-//! worker adds `attempt`, `last_error` and failure timestamps when it retries a job.
+//! A job and its journey. The payload the API pushes is `{"session_id": "<uuid>", "queued_at":
+//! "<iso>"}`; unknown fields are kept so a requeue never drops what the API (or a newer worker)
+//! put there, and the worker adds `attempt`, `last_error` and failure timestamps when it retries
+//! a job.
+//!
+//! The messages a job travels in live here too, in a module every actor may import, so the
+//! actors are wired with `Recipient<M>` and no two of queue, processor and settle import each
+//! other: the QueueListener sends [`Process`] to the Processor; the Processor (or the listener,
+//! for a job it cannot hand over) sends [`Settle`] to the Settler, the one owner of a job's end;
+//! the Settler tells the listener [`Settled`] once the job has left its in-flight list.
 
+use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::error::JobError;
+use crate::session::{SessionResults, SpeakerSample};
+use crate::stats::JobSummary;
 
 /// One job as the worker understands it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +38,10 @@ pub struct JobPayload {
     pub min_speakers: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_speakers: Option<usize>,
+    /// Process the session even if it is already `ready_for_claiming` or its speakers are
+    /// claimed, replacing results and claims (an operator's `failed retry --force`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub force: bool,
     /// Fields this worker does not know, carried through requeues unchanged.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -35,6 +49,10 @@ pub struct JobPayload {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl JobPayload {
@@ -49,6 +67,7 @@ impl JobPayload {
             last_failed_at: None,
             min_speakers: None,
             max_speakers: None,
+            force: false,
             extra: Map::new(),
         }
     }
@@ -122,6 +141,92 @@ pub fn parse(raw: &str, max_bytes: usize) -> Result<JobPayload, JobError> {
 pub fn loose_session_id(raw: &str) -> Option<String> {
     let value: Value = serde_json::from_str(raw).ok()?;
     value.get("session_id")?.as_str().map(str::to_string)
+}
+
+// ---- the journey ----
+
+/// A job as it was taken off the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    /// The payload exactly as taken: it is removed from the in-flight list by value.
+    pub raw: String,
+    /// The parsed payload; `None` when it could not be parsed.
+    pub payload: Option<JobPayload>,
+    /// How many times the job was taken back from a worker that died holding it.
+    pub redeliveries: u32,
+}
+
+impl Taken {
+    pub fn session_id(&self) -> Option<Uuid> {
+        self.payload.as_ref().map(|p| p.session_id)
+    }
+
+    /// The session for log lines: its id, or a note that the payload had none.
+    pub fn session_text(&self) -> String {
+        self.session_id()
+            .map_or_else(|| "(no valid session_id)".to_string(), |id| id.to_string())
+    }
+
+    /// Attempts made so far, this one included.
+    pub fn attempts(&self) -> u32 {
+        self.payload
+            .as_ref()
+            .map_or(0, |p| p.attempt)
+            .saturating_add(1)
+    }
+}
+
+/// What one delivery of a job came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The pipeline ran: these results, sample URLs and status `ready_for_claiming` are to be
+    /// committed together.
+    Completed(Box<Completed>),
+    /// The attempt failed; retried or failed for good according to its kind and attempts.
+    Failed(JobError),
+    /// Nothing to do: the session is already finished or claimed (a duplicate job). The reason
+    /// is logged.
+    Finished(String),
+    /// Another worker holds the session: this copy is a duplicate and is dropped.
+    HeldElsewhere,
+    /// Not run, and put back on the queue as it was (the pipeline is not loaded).
+    Returned(String),
+}
+
+/// A finished analysis, ready to be committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub results: SessionResults,
+    pub samples: Vec<SpeakerSample>,
+    pub summary: JobSummary,
+    /// Replace results even if the session is finished or claimed by then.
+    pub force: bool,
+}
+
+/// Process one job (QueueListener → Processor).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Process {
+    pub job: Taken,
+    /// Who is told once the job has left the in-flight list (passed on in [`Settle`]).
+    pub reply_to: Recipient<Settled>,
+}
+
+/// Record how a job ended: the database first, then the job's move in Redis (→ Settler).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Settle {
+    pub job: Taken,
+    pub outcome: Outcome,
+    /// The QueueListener that took the job: told [`Settled`] at the end.
+    pub reply_to: Recipient<Settled>,
+}
+
+/// A job has left this worker's in-flight list (Settler → QueueListener).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Settled {
+    pub raw: String,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod processor;
 pub mod queue;
 pub mod session;
+pub mod settle;
 pub mod singlish;
 pub mod speech;
 pub mod stats;

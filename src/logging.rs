@@ -4,9 +4,15 @@ use std::io::Write;
 
 use crate::config::{mask_url, Config};
 
-/// Starts env_logger with the original worker's line format: time, level, target, message.
+/// Starts env_logger with the original worker's line format: time, level, target, message; the
+/// filter is `RUST_LOG`, else `info`.
 pub fn init() {
-    let env = env_logger::Env::default().default_filter_or("info");
+    init_with(None);
+}
+
+/// [`init`], with `dotenv_filter` (`RUST_LOG` from `.env`) between `RUST_LOG` and `info`.
+pub fn init_with(dotenv_filter: Option<&str>) {
+    let env = env_logger::Env::default().default_filter_or(dotenv_filter.unwrap_or("info"));
     let _ = env_logger::Builder::from_env(env)
         .format(|buf, record| {
             writeln!(
@@ -32,6 +38,15 @@ pub fn banner(config: &Config, device: &str) {
     log::info!("📋 Failed Queue: {}", config.failed_queue());
     log::info!("🔄 Max Retries: {}", config.max_retries);
     log::info!("⏱️  Retry Delays: {}", config.retry_delays_text());
+    log::info!(
+        "☠️  Max Redeliveries: {} (a job whose worker died holding it)",
+        config.max_redeliveries
+    );
+    log::info!(
+        "💓 Heartbeat TTL: {}, drain timeout: {}",
+        humantime::format_duration(config.heartbeat_ttl),
+        humantime::format_duration(config.drain_timeout)
+    );
     log::info!("🔌 Redis URL: {}", mask_url(&config.redis_url));
     log::info!("🗄️  Database: {}", mask_url(&config.database_url));
     log::info!("🧠 Models: {} on {device}", config.models_dir.display());

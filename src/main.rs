@@ -2,15 +2,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use lahstats_worker::cli::{Cli, Command, FailedAction};
 use lahstats_worker::config::Config;
 use lahstats_worker::queue::{Keys, RedisQueue};
 
 fn main() -> ExitCode {
-    Config::load_dotenv();
-    lahstats_worker::logging::init();
-    let cli = Cli::parse();
+    let dotenv = lahstats_worker::config::dotenv_entries();
+    lahstats_worker::logging::init_with(dotenv.get("RUST_LOG").map(String::as_str));
+    let cli = match Cli::load_from(std::env::args_os().collect(), &dotenv, |key| {
+        std::env::var_os(key).is_some()
+    }) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
@@ -39,6 +43,7 @@ fn dispatch(cli: Cli) -> Result<u8, String> {
         }
         Command::Failed { action } => failed(&config, action),
         Command::Migrate => lahstats_worker::commands::migrate(&config),
+        Command::Check => lahstats_worker::commands::check(&config),
         Command::Models { .. } => lahstats_worker::commands::models_check(&config),
     }
 }
@@ -48,7 +53,9 @@ fn failed(config: &Config, action: FailedAction) -> Result<u8, String> {
     let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
     let result = match action {
         FailedAction::List { json } => failed::list(&mut queue, json).map(|_| ()),
-        FailedAction::Retry { session_id, .. } => failed::retry(&mut queue, session_id.as_deref())
+        FailedAction::Retry {
+            session_id, force, ..
+        } => failed::retry(&mut queue, session_id.as_deref(), force)
             .map(|n| println!("{n} job(s) requeued onto {}", queue.keys.processing)),
         FailedAction::Purge { older_than } => {
             failed::purge(&mut queue, older_than).map(|n| println!("{n} failed job(s) deleted"))

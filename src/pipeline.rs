@@ -49,6 +49,36 @@ pub trait SessionPipeline {
     fn device(&self) -> String;
 }
 
-/// Builds a pipeline: called at start and again whenever the Processor is restarted.
+/// Builds a pipeline: called at start, whenever the Processor is restarted, and on SIGHUP.
 pub type PipelineFactory =
     Arc<dyn Fn() -> Result<Box<dyn SessionPipeline>, JobError> + Send + Sync>;
+
+/// Whether the Processor can run jobs, announced to the QueueListener (which takes jobs only
+/// while the pipeline is loaded) and the StatsReporter (`pipeline:` in `lahstats-worker stats`).
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub enum PipelineState {
+    /// The models are being loaded.
+    Loading,
+    /// Ready, on this device.
+    Loaded { device: String },
+    /// The models could not be loaded (missing or corrupt files, a bad device); jobs stay
+    /// queued until a SIGHUP loads them.
+    NotLoaded { reason: String },
+}
+
+impl PipelineState {
+    pub fn is_loaded(&self) -> bool {
+        matches!(self, PipelineState::Loaded { .. })
+    }
+}
+
+impl std::fmt::Display for PipelineState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipelineState::Loading => f.write_str("loading"),
+            PipelineState::Loaded { device } => write!(f, "loaded on {device}"),
+            PipelineState::NotLoaded { reason } => write!(f, "not loaded — {reason}"),
+        }
+    }
+}

@@ -1,23 +1,25 @@
 //! Processor: owns the models and the device. Runs one job at a time on its own thread
-//! (SyncArbiter): loads the session, marks it processing, runs the pipeline stage by stage with
-//! progress, saves the results through the DbWriter, and tells the QueueListener how it ended.
+//! (SyncArbiter): checks the session under a row lock and marks it `processing` (or leaves a
+//! finished or claimed one alone), runs the pipeline stage by stage with progress, writes the
+//! sample clips, and hands the outcome to the Settler, which records it. It tells the
+//! QueueListener and the StatsReporter whether its pipeline is loaded: a pipeline that cannot
+//! load (missing or corrupt models) stops intake until a reload (SIGHUP) loads it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::executor::block_on;
 
-use crate::db::writer::{
-    DbWriter, FinishSession, LoadSession, LoadTargetWords, MarkProcessing, ReportProgress,
-    SaveResults,
-};
+use crate::db::queries::{self, Begin};
+use crate::db::{DbError, DbPool};
 use crate::error::JobError;
-use crate::job::JobPayload;
-use crate::pipeline::{JobOptions, PipelineFactory, SessionPipeline};
-use crate::queue::listener::JobDone;
+use crate::job::{Completed, Outcome, Process, Settle, Taken};
+use crate::pipeline::{JobOptions, PipelineFactory, PipelineState, SessionPipeline};
 use crate::session::Stage;
 use crate::stats::JobSummary;
-use crate::supervise::guard;
+use crate::supervise::{guard, panic_message, InjectPanic};
+
+/// After a failed progress update, how long to skip the next ones (each would wait for the pool).
+const PROGRESS_PAUSE: Duration = Duration::from_secs(5);
 
 // ---- state ----
 
@@ -26,32 +28,41 @@ use crate::supervise::guard;
 pub struct ProcessorSettings {
     pub min_speakers: Option<usize>,
     pub max_speakers: Option<usize>,
-    /// Replace results even when the session's speakers were claimed.
+    /// Process finished or claimed sessions again (every job as if `"force": true`).
     pub force_reclaim: bool,
 }
 
 pub struct Processor {
-    /// The pipeline, or why it could not be built (jobs then fail as transient and wait).
+    /// Builds the pipeline (again on SIGHUP when it did not load).
+    factory: PipelineFactory,
+    /// The pipeline, or why it could not be built (intake is stopped meanwhile).
     pipeline: Result<Box<dyn SessionPipeline>, JobError>,
-    db: Addr<DbWriter>,
+    pool: DbPool,
     settings: ProcessorSettings,
+    settler: Recipient<Settle>,
+    /// Told whether the pipeline is loaded: the QueueListener and the StatsReporter.
+    watchers: Vec<Recipient<PipelineState>>,
 }
 
 impl Processor {
+    /// Loads the pipeline here, on the Processor's own thread.
     pub fn new(
-        factory: &PipelineFactory,
-        db: Addr<DbWriter>,
+        factory: PipelineFactory,
+        pool: DbPool,
         settings: ProcessorSettings,
+        settler: Recipient<Settle>,
+        watchers: Vec<Recipient<PipelineState>>,
     ) -> Processor {
-        let pipeline = factory();
-        if let Err(err) = &pipeline {
-            log::error!("Processor could not load its pipeline: {err}");
-        }
-        Processor {
-            pipeline,
-            db,
+        let mut processor = Processor {
+            factory,
+            pipeline: Err(JobError::transient("not loaded yet")),
+            pool,
             settings,
-        }
+            settler,
+            watchers,
+        };
+        processor.load();
+        processor
     }
 }
 
@@ -65,36 +76,32 @@ impl Actor for Processor {
 
 // ---- messages ----
 
-/// Process one job; the outcome goes to `reply_to`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProcessJob {
-    pub raw: String,
-    pub payload: JobPayload,
-    pub reply_to: Recipient<JobDone>,
-}
-
-/// After a reload: new settings and, when the model files or the model choice changed, a new
-/// pipeline. The Processor takes it after the job in hand, so that job finishes on the old one.
+/// After a reload: new settings, a new pool when the database changed, and a new pipeline
+/// factory when the model files or the model choice changed. A pipeline that did not load is
+/// loaded again in any case. The Processor takes this after the job in hand.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reload {
     pub factory: Option<PipelineFactory>,
+    pub pool: Option<DbPool>,
     pub settings: ProcessorSettings,
 }
 
 // ---- handlers ----
 
-impl Handler<ProcessJob> for Processor {
+impl Handler<Process> for Processor {
     type Result = ();
 
-    fn handle(&mut self, job: ProcessJob, ctx: &mut Self::Context) {
-        let outcome = guard("Processor", ctx, || self.process(&job.payload))
-            .unwrap_or_else(|| Err(JobError::transient("the processor crashed on this job")));
-        job.reply_to.do_send(JobDone {
-            raw: job.raw,
-            payload: job.payload,
+    fn handle(&mut self, Process { job, reply_to }: Process, ctx: &mut Self::Context) {
+        let outcome = guard("Processor", ctx, || self.process(&job)).unwrap_or_else(|| {
+            Outcome::Failed(JobError::transient(
+                "the processor panicked on this job and was restarted",
+            ))
+        });
+        self.settler.do_send(Settle {
+            job,
             outcome,
+            reply_to,
         });
     }
 }
@@ -104,24 +111,88 @@ impl Handler<Reload> for Processor {
 
     fn handle(&mut self, reload: Reload, _: &mut Self::Context) {
         self.settings = reload.settings;
-        if let Some(factory) = reload.factory {
-            log::info!("🧠 Reloading models");
-            self.pipeline = factory();
-            match &self.pipeline {
-                Ok(pipeline) => log::info!("🧠 Models reloaded on {}", pipeline.device()),
-                Err(err) => log::error!("Reloading the models failed: {err}"),
+        if let Some(pool) = reload.pool {
+            self.pool = pool;
+        }
+        match reload.factory {
+            Some(factory) => {
+                log::info!("🧠 Reloading models");
+                self.factory = factory;
+                self.load();
             }
+            None if self.pipeline.is_err() => {
+                log::info!("🧠 Loading the models again (they did not load before)");
+                self.load();
+            }
+            None => {}
         }
     }
 }
 
-// ---- helpers ----
+impl Handler<InjectPanic> for Processor {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        guard("Processor", ctx, || panic!("injected panic (InjectPanic)"));
+    }
+}
+
+// ---- the job ----
 
 impl Processor {
-    /// The whole job, stage by stage.
-    fn process(&mut self, payload: &JobPayload) -> Result<JobSummary, JobError> {
+    /// Builds the pipeline and says how that went.
+    fn load(&mut self) {
+        self.announce(PipelineState::Loading);
+        let factory = self.factory.clone();
+        self.pipeline = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || factory()))
+            .unwrap_or_else(|panic| {
+                Err(JobError::permanent(format!(
+                    "loading the pipeline panicked: {}",
+                    panic_message(&panic)
+                )))
+            });
+        let state = match &self.pipeline {
+            Ok(pipeline) => PipelineState::Loaded {
+                device: pipeline.device(),
+            },
+            Err(err) => {
+                log::error!("🧠 Pipeline not loaded — {err}");
+                PipelineState::NotLoaded {
+                    reason: err.to_string(),
+                }
+            }
+        };
+        self.announce(state);
+    }
+
+    fn announce(&self, state: PipelineState) {
+        for watcher in &self.watchers {
+            watcher.do_send(state.clone());
+        }
+    }
+
+    /// One delivery of a job: the row-locked check, then the pipeline, stage by stage.
+    fn process(&mut self, job: &Taken) -> Outcome {
+        let Some(payload) = &job.payload else {
+            return Outcome::Failed(JobError::permanent("the job has no valid payload"));
+        };
+        let pipeline = match self.pipeline.as_mut() {
+            Ok(pipeline) => pipeline,
+            Err(err) => return Outcome::Returned(format!("the pipeline is not loaded: {err}")),
+        };
         let started = Instant::now();
         let session_id = payload.session_id;
+        let force = payload.force || self.settings.force_reclaim;
+        let begun = self
+            .pool
+            .get()
+            .map_err(DbError::from)
+            .and_then(|mut conn| queries::begin_attempt(&mut conn, session_id, force));
+        let input = match begun {
+            Ok(Begin::Started(input)) => input,
+            Ok(Begin::LeftAlone(reason)) => return Outcome::Finished(reason.to_string()),
+            Err(err) => return Outcome::Failed(err.into()),
+        };
         let rule = "=".repeat(70);
         log::info!("{rule}");
         log::info!("🎬 Processing session: {session_id}");
@@ -132,9 +203,15 @@ impl Processor {
         log::info!("{}", "-".repeat(70));
         log_pickup_latency(payload);
 
-        let input = ask(&self.db, LoadSession { session_id })?;
-        ask(&self.db, MarkProcessing { session_id })?;
-        let mut target_words = ask(&self.db, LoadTargetWords)?;
+        let words = self
+            .pool
+            .get()
+            .map_err(DbError::from)
+            .and_then(|mut conn| queries::active_target_words(&mut conn));
+        let mut target_words = match words {
+            Ok(words) => words,
+            Err(err) => return Outcome::Failed(err.into()),
+        };
         if target_words.is_empty() {
             target_words = crate::singlish::builtin_target_words();
         }
@@ -143,80 +220,55 @@ impl Processor {
             max_speakers: payload.max_speakers.or(self.settings.max_speakers),
             target_words,
         };
-        let pipeline = self.pipeline.as_mut().map_err(|err| err.clone())?;
-        let db = self.db.clone();
+        let pool = &self.pool;
         let mut last_stage = None;
+        let mut paused_until: Option<Instant> = None;
         let mut progress = |stage: Stage, percent: u8| {
             if last_stage != Some(stage) {
                 log::info!("⚙️  {session_id}: {}", stage.name());
                 last_stage = Some(stage);
             }
+            if paused_until.is_some_and(|until| Instant::now() < until) {
+                return;
+            }
             // Progress is for the app's progress bar; a missed update is not worth failing for.
-            if let Err(err) = ask(
-                &db,
-                ReportProgress {
-                    session_id,
-                    stage,
-                    percent,
-                },
-            ) {
+            let written = pool
+                .get()
+                .map_err(DbError::from)
+                .and_then(|mut conn| queries::set_progress(&mut conn, session_id, stage, percent));
+            if let Err(err) = written {
                 log::debug!("Progress update skipped: {err}");
+                paused_until = Some(Instant::now() + PROGRESS_PAUSE);
             }
         };
-        let mut analysis = pipeline.analyze(&input, &options, &mut progress)?;
-
-        let saving = Instant::now();
+        let mut analysis = match pipeline.analyze(&input, &options, &mut progress) {
+            Ok(analysis) => analysis,
+            Err(err) => return Outcome::Failed(err),
+        };
+        // The sample clips and the joined audio are written (uploaded) before anything is
+        // committed: the Settler commits results, sample URLs and status together.
         progress(Stage::SavingResults, 0);
-        ask(
-            &self.db,
-            SaveResults {
-                results: analysis.results.clone(),
-                force: self.settings.force_reclaim,
-            },
-        )?;
-        analysis
-            .stage_seconds
-            .push((Stage::SavingResults, saving.elapsed().as_secs_f64()));
-
         let sampling = Instant::now();
-        progress(Stage::GeneratingSamples, 0);
-        let samples = pipeline.write_samples(&analysis, &mut progress)?;
-        ask(
-            &self.db,
-            FinishSession {
-                session_id,
-                samples,
-            },
-        )?;
+        let samples = match pipeline.write_samples(&analysis, &mut progress) {
+            Ok(samples) => samples,
+            Err(err) => return Outcome::Failed(err),
+        };
         analysis
             .stage_seconds
             .push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));
-
         let summary = summarize(&analysis, started.elapsed().as_secs_f64());
-        log_success(&summary);
-        Ok(summary)
-    }
-}
-
-/// Sends a message to the DbWriter and waits for its answer (the Processor's thread may block).
-fn ask<M, T, E>(db: &Addr<DbWriter>, message: M) -> Result<T, JobError>
-where
-    M: Message<Result = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: Into<JobError> + Send + 'static,
-    DbWriter: Handler<M>,
-{
-    match block_on(db.send(message)) {
-        Ok(answer) => answer.map_err(Into::into),
-        Err(err) => Err(JobError::transient(format!(
-            "the database writer is unavailable: {err}"
-        ))),
+        Outcome::Completed(Box::new(Completed {
+            results: analysis.results,
+            samples,
+            summary,
+            force,
+        }))
     }
 }
 
 /// When the enqueuer stamped the job (`enqueued_at_ms`, an extra field load tests add), how long
 /// it waited before processing started; scripts/load reads this line.
-fn log_pickup_latency(payload: &JobPayload) {
+fn log_pickup_latency(payload: &crate::job::JobPayload) {
     if let Some(enqueued_ms) = payload
         .extra
         .get("enqueued_at_ms")
@@ -255,28 +307,4 @@ fn summarize(analysis: &crate::pipeline::Analysis, processing_seconds: f64) -> J
             .collect(),
         processing_seconds,
     }
-}
-
-fn log_success(summary: &JobSummary) {
-    let rule = "=".repeat(68);
-    log::info!("✅ {rule}");
-    log::info!("✅ Session {} completed successfully!", summary.session_id);
-    log::info!("✅ Duration: {:.1}s", summary.audio_seconds);
-    log::info!("✅ Speakers: {}", summary.speakers);
-    log::info!("✅ Segments: {}", summary.segments);
-    log::info!("✅ Total words: {}", summary.total_words);
-    log::info!("✅ Singlish words counted: {}", summary.target_words);
-    let stages: Vec<String> = summary
-        .stage_seconds
-        .iter()
-        .map(|(s, t)| format!("{s} {t:.2}s"))
-        .collect();
-    log::info!("✅ Stages: {}", stages.join(", "));
-    if let Some(rtf) = summary.real_time_factor() {
-        log::info!(
-            "✅ Processing: {:.2}s (real-time factor {rtf:.3})",
-            summary.processing_seconds
-        );
-    }
-    log::info!("✅ {rule}");
 }

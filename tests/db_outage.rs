@@ -60,7 +60,7 @@ fn a_database_outage_mid_job_is_transient_and_leaves_no_partial_results() {
         );
         queries::register_session(&mut conn, session_id, Uuid::new_v4(), &[chunk])
             .expect("register");
-        queries::mark_processing(&mut conn, session_id).expect("mark processing");
+        queries::begin_attempt(&mut conn, session_id, false).expect("begin");
     }
 
     server.stop();
@@ -68,7 +68,7 @@ fn a_database_outage_mid_job_is_transient_and_leaves_no_partial_results() {
     let outcome = pool
         .get()
         .map_err(db::DbError::from)
-        .and_then(|mut conn| queries::save_results(&mut conn, &results(session_id), false));
+        .and_then(|mut conn| queries::commit_results(&mut conn, &results(session_id), &[], false));
     let waited = started.elapsed();
     let err = outcome.expect_err("the database is down");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err}");
@@ -93,7 +93,8 @@ fn a_database_outage_mid_job_is_transient_and_leaves_no_partial_results() {
         ("processing".to_owned(), 0, None)
     );
 
-    queries::save_results(&mut conn, &results(session_id), false).expect("save after recovery");
+    queries::commit_results(&mut conn, &results(session_id), &[], false)
+        .expect("commit after recovery");
     let saved = queries::session_results(&mut conn, session_id).expect("read back");
     assert_eq!(saved.len(), 4);
     assert!(saved
@@ -106,10 +107,8 @@ fn a_database_outage_mid_job_is_transient_and_leaves_no_partial_results() {
         12
     );
     assert_eq!(
-        queries::session_status(&mut conn, session_id)
-            .expect("status")
-            .1,
-        95
+        queries::session_status(&mut conn, session_id).expect("status"),
+        ("ready_for_claiming".to_owned(), 100, None)
     );
 }
 
@@ -131,12 +130,12 @@ fn a_connection_lost_inside_the_transaction_is_transient_and_rolled_back() {
         &[(0, "chunk.m4a".into(), None)],
     )
     .expect("register");
-    queries::mark_processing(&mut conn, session_id).expect("mark processing");
+    queries::begin_attempt(&mut conn, session_id, false).expect("begin");
 
     // Checked out before the stop: this connection's socket dies under it.
     server.stop();
-    let err =
-        queries::save_results(&mut conn, &results(session_id), false).expect_err("server gone");
+    let err = queries::commit_results(&mut conn, &results(session_id), &[], false)
+        .expect_err("server gone");
     assert_eq!(err.kind(), ErrorKind::Transient, "{err:?}");
     eprintln!("lost connection reported as: {err}");
     drop(conn);
@@ -148,7 +147,8 @@ fn a_connection_lost_inside_the_transaction_is_transient_and_rolled_back() {
     assert!(queries::session_results(&mut conn, session_id)
         .expect("read")
         .is_empty());
-    queries::save_results(&mut conn, &results(session_id), false).expect("save after recovery");
+    queries::commit_results(&mut conn, &results(session_id), &[], false)
+        .expect("commit after recovery");
     assert_eq!(
         queries::session_results(&mut conn, session_id)
             .expect("read")

@@ -1,5 +1,6 @@
-//! The query functions against real Postgres and SQLite: idempotent results, claims, failures,
-//! target words and unknown sessions.
+//! The query functions against real Postgres and SQLite: results, sample URLs and status
+//! committed together, finished and claimed sessions left alone, failures that never undo them,
+//! progress that only moves forwards, target words and unknown sessions.
 
 mod support;
 
@@ -7,13 +8,16 @@ use std::collections::BTreeMap;
 
 use bigdecimal::ToPrimitive;
 use diesel::prelude::*;
+use lahstats_worker::db::queries::{Begin, Committed, LeftAlone, Marked};
 use lahstats_worker::db::schema::{
     session_speakers, sessions, speaker_word_counts, transcript_segments,
 };
 use lahstats_worker::db::sql_types::DbUuid;
 use lahstats_worker::db::{queries, DbConnection, DbError, DbPool};
 use lahstats_worker::error::{Classify, ErrorKind};
-use lahstats_worker::session::{SessionResults, SpeakerResult, TranscriptSegment};
+use lahstats_worker::session::{
+    SessionResults, SpeakerResult, SpeakerSample, Stage, TranscriptSegment,
+};
 use support::postgres::{fresh_database, TestDb};
 use uuid::Uuid;
 
@@ -173,40 +177,71 @@ fn with_each_backend(test: impl Fn(&str, &DbPool)) {
     }
 }
 
+fn samples(session_id: Uuid) -> Vec<SpeakerSample> {
+    vec![SpeakerSample {
+        speaker_label: "SPEAKER_00".into(),
+        sample_audio_url: format!("sessions/{session_id}/processed/speaker_SPEAKER_00_sample.wav"),
+        sample_start_time: 22.0,
+    }]
+}
+
+fn begin(conn: &mut DbConnection, session_id: Uuid) {
+    match queries::begin_attempt(conn, session_id, false).expect("begin") {
+        Begin::Started(_) => {}
+        other => panic!("not started: {other:?}"),
+    }
+}
+
 #[test]
-fn saving_the_same_results_twice_leaves_identical_rows() {
+fn committing_results_writes_everything_at_once_and_only_forced_again() {
     with_each_backend(|backend, pool| {
         let mut conn = pool.get().expect("connection");
         let session_id = register(&mut conn, 3);
         let results = three_speakers(session_id);
+        begin(&mut conn, session_id);
 
-        queries::save_results(&mut conn, &results, false).expect("first save");
+        let saved = queries::commit_results(&mut conn, &results, &samples(session_id), false)
+            .expect("commit");
+        assert_eq!(saved, Committed::Saved, "{backend}");
         let first = dump(&mut conn, session_id);
-        queries::save_results(&mut conn, &results, false).expect("second save");
-        let second = dump(&mut conn, session_id);
-
-        assert_eq!(first, second, "{backend}: rows differ after re-processing");
         // 1 session line, 3 speakers, 3 word counts, 5 segments.
         assert_eq!(first.len(), 1 + 3 + 3 + 5, "{backend}: {first:#?}");
+        assert!(
+            first[0].contains("\"ready_for_claiming\", Some(100), Some(94)"),
+            "{backend}: status, progress and duration (whole seconds) together: {}",
+            first[0]
+        );
+        assert!(
+            first[1].contains("Some(\"31.46\")")
+                && first[1].contains("speaker_SPEAKER_00_sample.wav"),
+            "{backend}: talk time to 2 places, the sample URL with its speaker: {}",
+            first[1]
+        );
+        assert!(first[2].ends_with("None None"), "{backend}: {}", first[2]);
+
+        // A duplicate's commit finds the session finished and writes nothing.
+        let again = queries::commit_results(&mut conn, &results, &samples(session_id), false)
+            .expect("second commit");
+        assert_eq!(
+            again,
+            Committed::LeftAlone(LeftAlone::Finished),
+            "{backend}"
+        );
+        assert_eq!(dump(&mut conn, session_id), first, "{backend}");
+
+        // Forced, the same results replace the old ones row for row.
+        let forced = queries::commit_results(&mut conn, &results, &samples(session_id), true)
+            .expect("forced commit");
+        assert_eq!(forced, Committed::Saved);
+        assert_eq!(
+            dump(&mut conn, session_id),
+            first,
+            "{backend}: rows differ after re-processing"
+        );
         assert_eq!(
             all_word_count_rows(&mut conn),
             3,
             "{backend}: orphaned word counts left behind"
-        );
-        assert!(
-            first[0].contains("Some(94)"),
-            "{backend}: duration rounds to whole seconds: {}",
-            first[0]
-        );
-        assert!(
-            first[1].contains("Some(\"31.46\")"),
-            "{backend}: talk time to 2 places: {}",
-            first[1]
-        );
-        assert!(
-            first[0].contains("\"processing\", Some(95)"),
-            "{backend}: {}",
-            first[0]
         );
 
         let read_back = queries::session_results(&mut conn, session_id).expect("results");
@@ -228,11 +263,27 @@ fn saving_the_same_results_twice_leaves_identical_rows() {
 }
 
 #[test]
-fn a_claimed_session_is_kept_unless_forced() {
+fn a_finished_or_claimed_session_is_left_alone_unless_forced() {
     with_each_backend(|backend, pool| {
         let mut conn = pool.get().expect("connection");
         let session_id = register(&mut conn, 1);
-        queries::save_results(&mut conn, &three_speakers(session_id), false).expect("first save");
+        begin(&mut conn, session_id);
+        queries::commit_results(&mut conn, &three_speakers(session_id), &[], false)
+            .expect("first commit");
+        let finished = dump(&mut conn, session_id);
+
+        // Finished: a new attempt does not begin, and a late failure does not undo it.
+        assert_eq!(
+            queries::begin_attempt(&mut conn, session_id, false).expect("begin"),
+            Begin::LeftAlone(LeftAlone::Finished),
+            "{backend}"
+        );
+        assert_eq!(
+            queries::mark_failed(&mut conn, session_id, "late").expect("mark"),
+            Marked::LeftAlone(LeftAlone::Finished)
+        );
+        assert_eq!(dump(&mut conn, session_id), finished, "{backend}");
+
         diesel::update(
             session_speakers::table
                 .filter(session_speakers::session_id.eq(DbUuid(session_id)))
@@ -248,20 +299,34 @@ fn a_claimed_session_is_kept_unless_forced() {
         reprocessed
             .segments
             .retain(|s| s.speaker_label != "SPEAKER_02");
-        let refused =
-            queries::save_results(&mut conn, &reprocessed, false).expect_err("must refuse");
-        assert!(
-            matches!(refused, DbError::AlreadyClaimed { claimed: 1, session_id: id } if id == session_id),
-            "{backend}: {refused:?}"
+        let claim = LeftAlone::Claimed(1);
+        assert_eq!(
+            queries::begin_attempt(&mut conn, session_id, false).expect("begin"),
+            Begin::LeftAlone(claim)
         );
-        assert_eq!(refused.kind(), ErrorKind::Permanent);
+        assert_eq!(
+            queries::commit_results(&mut conn, &reprocessed, &[], false).expect("commit"),
+            Committed::LeftAlone(claim)
+        );
+        assert_eq!(
+            queries::mark_failed(&mut conn, session_id, "late").expect("mark"),
+            Marked::LeftAlone(claim)
+        );
+        // Even a forced job's failure never replaces a claimed session's status.
         assert_eq!(
             dump(&mut conn, session_id),
             claimed,
             "{backend}: claimed rows were touched"
         );
 
-        queries::save_results(&mut conn, &reprocessed, true).expect("forced save");
+        assert!(matches!(
+            queries::begin_attempt(&mut conn, session_id, true).expect("forced begin"),
+            Begin::Started(_)
+        ));
+        assert_eq!(
+            queries::commit_results(&mut conn, &reprocessed, &[], true).expect("forced"),
+            Committed::Saved
+        );
         let replaced = dump(&mut conn, session_id);
         assert_eq!(
             replaced.iter().filter(|l| l.starts_with("speaker")).count(),
@@ -287,20 +352,50 @@ fn mark_failed_keeps_the_first_500_characters() {
     with_each_backend(|backend, pool| {
         let mut conn = pool.get().expect("connection");
         let session_id = register(&mut conn, 1);
+        begin(&mut conn, session_id);
         // Multi-byte characters: cutting at byte 500 would split one.
         let error = "解码失败: ".to_owned() + &"é".repeat(600);
-        queries::mark_failed(&mut conn, session_id, &error).expect("mark failed");
+        assert_eq!(
+            queries::mark_failed(&mut conn, session_id, &error).expect("mark failed"),
+            Marked::Failed
+        );
         let (status, _, message) = queries::session_status(&mut conn, session_id).expect("status");
         assert_eq!(status, "failed", "{backend}");
         let message = message.expect("error message");
         assert_eq!(message.chars().count(), 500, "{backend}");
         assert!(error.starts_with(&message), "{backend}");
 
-        queries::mark_processing(&mut conn, session_id).expect("retry starts");
+        begin(&mut conn, session_id);
         assert_eq!(
             queries::session_status(&mut conn, session_id).expect("status"),
             ("processing".to_owned(), 0, None),
             "{backend}: a new attempt clears the error"
+        );
+    });
+}
+
+#[test]
+fn progress_moves_forwards_only_while_processing() {
+    with_each_backend(|backend, pool| {
+        let mut conn = pool.get().expect("connection");
+        let session_id = register(&mut conn, 1);
+        begin(&mut conn, session_id);
+        queries::set_progress(&mut conn, session_id, Stage::Transcribing, 50).expect("progress");
+        queries::set_progress(&mut conn, session_id, Stage::Diarizing, 100).expect("stale");
+        assert_eq!(
+            queries::session_status(&mut conn, session_id)
+                .expect("status")
+                .1,
+            62,
+            "{backend}: a stale update moved the bar back"
+        );
+        queries::commit_results(&mut conn, &three_speakers(session_id), &[], false)
+            .expect("commit");
+        queries::set_progress(&mut conn, session_id, Stage::Transcribing, 10).expect("late");
+        assert_eq!(
+            queries::session_status(&mut conn, session_id).expect("status"),
+            ("ready_for_claiming".to_owned(), 100, None),
+            "{backend}"
         );
     });
 }
@@ -320,7 +415,7 @@ fn unknown_sessions_and_empty_sessions_are_permanent_errors() {
         );
         assert!(not_found(err), "{backend}");
         assert!(
-            not_found(queries::mark_processing(&mut conn, unknown).expect_err("mark")),
+            not_found(queries::begin_attempt(&mut conn, unknown, false).expect_err("begin")),
             "{backend}"
         );
         assert!(
@@ -328,22 +423,30 @@ fn unknown_sessions_and_empty_sessions_are_permanent_errors() {
             "{backend}"
         );
         assert!(not_found(
-            queries::save_results(&mut conn, &three_speakers(unknown), false).expect_err("save")
-        ));
-        assert!(not_found(
-            queries::finish_session(&mut conn, unknown, &[]).expect_err("finish")
+            queries::commit_results(&mut conn, &three_speakers(unknown), &[], false)
+                .expect_err("commit")
         ));
         assert!(not_found(
             queries::session_status(&mut conn, unknown).expect_err("status")
         ));
 
         let empty = register(&mut conn, 0);
-        let err = queries::load_session(&mut conn, empty).expect_err("no chunks");
-        assert!(
-            matches!(err, DbError::NoChunks(id) if id == empty),
-            "{backend}: {err:?}"
+        let before = queries::session_status(&mut conn, empty).expect("status");
+        for err in [
+            queries::load_session(&mut conn, empty).expect_err("no chunks"),
+            queries::begin_attempt(&mut conn, empty, false).expect_err("no chunks"),
+        ] {
+            assert!(
+                matches!(err, DbError::NoChunks(id) if id == empty),
+                "{backend}: {err:?}"
+            );
+            assert_eq!(err.kind(), ErrorKind::Permanent);
+        }
+        assert_eq!(
+            queries::session_status(&mut conn, empty).expect("status"),
+            before,
+            "{backend}: a refused attempt wrote nothing"
         );
-        assert_eq!(err.kind(), ErrorKind::Permanent);
     });
 }
 

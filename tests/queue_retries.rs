@@ -74,7 +74,7 @@ fn transient_failures_back_off_then_fail_then_retry_by_hand() {
 
     // `failed retry <session>` requeues it with attempts reset; this time it succeeds.
     let moved =
-        lahstats_worker::cli::failed::retry(&mut queue, Some(&session.to_string())).unwrap();
+        lahstats_worker::cli::failed::retry(&mut queue, Some(&session.to_string()), false).unwrap();
     assert_eq!(moved, 1);
     assert!(wait_until(Duration::from_secs(10), || session_status(
         &config, session

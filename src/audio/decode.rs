@@ -88,11 +88,9 @@ fn decode_stream(
             return Err(limit.too_long(seconds));
         }
     }
-    if let Some(seconds) = declared_seconds {
-        // One allocation of about the right size instead of repeated doubling: for hours of
-        // audio that halves the peak memory.
-        out.reserve(((seconds + LENGTH_SLACK_SECONDS) * f64::from(SAMPLE_RATE)) as usize);
-    }
+    // No reservation from `declared_seconds`: a header may claim hours that are not there (a
+    // 1 s FLAC claiming 4 h reserved 0.9 GB before its first packet). `out` grows with what is
+    // decoded; large reallocations move pages (mremap) rather than copy them.
     let decoder = open_decoder(location, &stream)?;
     let time_base = stream.time_base();
     let max_samples =

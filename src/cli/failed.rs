@@ -57,8 +57,13 @@ pub fn list(queue: &mut RedisQueue, json: bool) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Requeues the failed jobs of one session (or all), attempts reset. Returns how many moved.
-pub fn retry(queue: &mut RedisQueue, session: Option<&str>) -> Result<usize, QueueError> {
+/// Requeues the failed jobs of one session (or all), attempts reset; with `force` the job asks to
+/// be processed even if its session is finished or claimed. Returns how many moved.
+pub fn retry(
+    queue: &mut RedisQueue,
+    session: Option<&str>,
+    force: bool,
+) -> Result<usize, QueueError> {
     let mut moved = 0;
     for entry in entries(queue)? {
         if session.is_some() && session_of(&entry).as_deref() != session {
@@ -70,7 +75,7 @@ pub fn retry(queue: &mut RedisQueue, session: Option<&str>) -> Result<usize, Que
                 .ok()
                 .map(|p| p.reset_attempts()),
         };
-        match job {
+        match job.map(|job| crate::job::JobPayload { force, ..job }) {
             Some(job) => {
                 if queue.requeue_failed(&entry.stored, &job.to_json())? {
                     println!("🔁 Requeued session {}", job.session_id);
@@ -88,9 +93,7 @@ pub fn retry(queue: &mut RedisQueue, session: Option<&str>) -> Result<usize, Que
 
 /// Deletes failed entries (all, or those whose last failure is older than `older_than`).
 pub fn purge(queue: &mut RedisQueue, older_than: Option<Duration>) -> Result<usize, QueueError> {
-    let cutoff = older_than.map(|age| {
-        chrono::Utc::now().naive_utc() - chrono::Duration::from_std(age).unwrap_or_default()
-    });
+    let cutoff = older_than.map(|age| older_than_cutoff(chrono::Utc::now().naive_utc(), age));
     let mut removed = 0;
     for entry in entries(queue)? {
         let failed_at = entry.record.as_ref().and_then(|r| {
@@ -98,7 +101,9 @@ pub fn purge(queue: &mut RedisQueue, older_than: Option<Duration>) -> Result<usi
         });
         let old_enough = match (cutoff, failed_at) {
             (None, _) => true,
-            (Some(cutoff), Some(at)) => at < cutoff,
+            (Some(Some(cutoff)), Some(at)) => at < cutoff,
+            // An age reaching back before the calendar begins: nothing is that old.
+            (Some(None), _) => false,
             // An entry without a date can't be shown to be old: keep it.
             (Some(_), None) => false,
         };
@@ -109,28 +114,25 @@ pub fn purge(queue: &mut RedisQueue, older_than: Option<Duration>) -> Result<usi
     Ok(removed)
 }
 
-/// Parses "30s", "15m", "12h", "7d" or plain seconds.
+/// The moment `age` before `now`; `None` when that is before any representable date (then no
+/// entry is old enough).
+fn older_than_cutoff(now: chrono::NaiveDateTime, age: Duration) -> Option<chrono::NaiveDateTime> {
+    chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+}
+
+/// Parses an age as a human duration ("30s", "15m", "12h", "7d", "2weeks", or plain seconds).
+/// Unlike the daemon's settings it has no upper limit: an age older than any entry simply
+/// deletes nothing.
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 12h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86400.0,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds.max(0.0)))
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{text:?} is not a finite, non-negative number of seconds"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{text:?} is not a duration like 30s, 15m, 12h or 7d ({err})"))
 }
 
 #[cfg(test)]
@@ -142,7 +144,23 @@ mod tests {
         assert_eq!(parse_age("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_age("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_age("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_age("2weeks").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert!(parse_age("soon").is_err());
-        assert!(parse_age("3w").is_err());
+        assert!(parse_age("inf").is_err());
+        assert!(parse_age("-1").is_err());
+    }
+
+    #[test]
+    fn a_huge_age_reaches_before_every_entry() {
+        let now = chrono::Utc::now().naive_utc();
+        let day = older_than_cutoff(now, Duration::from_secs(86400)).unwrap();
+        assert_eq!(now - day, chrono::Duration::days(1));
+        // 10^12 years: past chrono's calendar (it made every entry "old" before).
+        let huge = parse_age("1000000000000years").unwrap_or(Duration::MAX);
+        assert_eq!(older_than_cutoff(now, huge), None);
+        assert_eq!(older_than_cutoff(now, Duration::MAX), None);
     }
 }

@@ -3,9 +3,11 @@
 
 pub mod failed;
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
 
@@ -20,6 +22,60 @@ pub struct Cli {
     pub config: Config,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The command line with its sources in order: flags beat environment variables, which beat
+    /// the `.env` file, which beats the defaults. Builds a new value on each call (SIGHUP calls
+    /// it again to reload) and never changes the process environment.
+    pub fn load() -> Result<Cli, clap::Error> {
+        Cli::load_from(
+            std::env::args_os().collect(),
+            &crate::config::dotenv_entries(),
+            |key| std::env::var_os(key).is_some(),
+        )
+    }
+
+    /// [`Cli::load`] with the arguments, the `.env` entries and the test "is this variable set in
+    /// the environment" given. Each `.env` entry for a setting that neither a flag nor the
+    /// environment gives becomes that setting's flag.
+    pub fn load_from(
+        mut args: Vec<OsString>,
+        dotenv: &BTreeMap<String, String>,
+        in_environment: impl Fn(&str) -> bool,
+    ) -> Result<Cli, clap::Error> {
+        let command = Cli::command();
+        let mut from_dotenv = Vec::new();
+        for arg in command.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            let env = env.to_string_lossy();
+            let Some(value) = dotenv.get(env.as_ref()) else {
+                continue;
+            };
+            let flag = format!("--{long}");
+            let given = args.iter().skip(1).any(|a| {
+                let a = a.to_string_lossy();
+                a == flag || a.starts_with(&format!("{flag}="))
+            });
+            if given || in_environment(&env) {
+                continue;
+            }
+            match arg.get_action() {
+                ArgAction::SetTrue => {
+                    let falsey = ["", "0", "false", "no", "off", "n", "f"];
+                    if !falsey.contains(&value.trim().to_ascii_lowercase().as_str()) {
+                        from_dotenv.push(OsString::from(flag));
+                    }
+                }
+                _ => from_dotenv.push(OsString::from(format!("{flag}={value}"))),
+            }
+        }
+        let at = args.len().min(1);
+        args.splice(at..at, from_dotenv);
+        Cli::try_parse_from(args)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +118,10 @@ pub enum Command {
     },
     /// Apply the database migrations and exit.
     Migrate,
+    /// Check what the daemon needs before it can work: the model files (against
+    /// models/manifest.json), Redis and the database. Exits 1, naming what is wrong, if any is not
+    /// right.
+    Check,
     /// Check the model files.
     Models {
         #[command(subcommand)]
@@ -84,10 +144,14 @@ pub enum FailedAction {
         /// Retry every failed job.
         #[arg(long)]
         all: bool,
+        /// Process the session even if it is already `ready_for_claiming` or claimed, replacing
+        /// its results and claims (the job carries `"force": true`).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete failed jobs.
     Purge {
-        /// Only those whose last failure is older than this (30s, 15m, 12h, 7d).
+        /// Only those whose last failure is older than this (30s, 15m, 12h, 7d, 2weeks).
         #[arg(long, value_parser = failed::parse_age)]
         older_than: Option<std::time::Duration>,
     },

@@ -87,7 +87,7 @@ impl DbTarget {
     pub fn redacted(&self) -> String {
         match self {
             DbTarget::Sqlite(path) => format!("sqlite:{path}"),
-            DbTarget::Postgres(url) => redact_password(url),
+            DbTarget::Postgres(url) => crate::config::mask_url(url),
         }
     }
 
@@ -125,19 +125,6 @@ fn with_connect_timeout(url: &str) -> String {
         "{url}{separator}connect_timeout={}",
         DEFAULT_CONNECTION_TIMEOUT.as_secs()
     )
-}
-
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
 }
 
 /// Opens connections for the pool. Unlike diesel's `ConnectionManager<DbConnection>`, which

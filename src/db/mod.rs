@@ -1,16 +1,16 @@
 //! Persistence: the app's tables (Postgres in production, embedded SQLite by default) behind one
-//! diesel code path, and the DbWriter actor that alone writes them.
+//! diesel code path.
 //!
 //! `connection` picks the backend from `DATABASE_URL` and runs the embedded migrations,
-//! `schema`/`models`/`sql_types` describe the tables, `queries` holds one function per query the
-//! worker needs, and `writer` is the actor the Processor talks to.
+//! `schema`/`models`/`sql_types` describe the tables, and `queries` holds one function per query
+//! the worker needs. The Processor and the Settler call the queries on their own threads (both
+//! may block); this module imports none of the actors.
 
 pub mod connection;
 pub mod models;
 pub mod queries;
 pub mod schema;
 pub mod sql_types;
-pub mod writer;
 
 use std::path::PathBuf;
 
@@ -22,7 +22,6 @@ pub use connection::{
     connect, connect_with, run_migrations, DbConnection, DbManager, DbPool, DbTarget, PoolSettings,
     PooledDbConnection, DEFAULT_SQLITE_PATH,
 };
-pub use writer::DbWriter;
 
 /// Everything that can go wrong reading or writing the database.
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +71,6 @@ pub enum DbError {
         "Session {0} has no audio chunks: nothing was uploaded, so there is nothing to process"
     )]
     NoChunks(Uuid),
-
-    #[error(
-        "Session {session_id} has {claimed} speaker(s) already claimed in the app; re-processing \
-         would throw the claims away, so the old results were kept (re-run with force to replace them)"
-    )]
-    AlreadyClaimed { session_id: Uuid, claimed: usize },
-
-    #[error("The database writer crashed ({reason}) and was restarted; the job will be retried")]
-    WriterPanicked { reason: String },
 }
 
 impl DbError {
@@ -101,14 +91,13 @@ impl From<diesel::r2d2::PoolError> for DbError {
 impl Classify for DbError {
     fn kind(&self) -> ErrorKind {
         match self {
-            DbError::Unavailable { .. } | DbError::WriterPanicked { .. } => ErrorKind::Transient,
+            DbError::Unavailable { .. } => ErrorKind::Transient,
             DbError::Query { source, .. } => query_error_kind(source),
             DbError::InvalidUrl { .. }
             | DbError::DataDirectory { .. }
             | DbError::Migration { .. }
             | DbError::SessionNotFound(_)
-            | DbError::NoChunks(_)
-            | DbError::AlreadyClaimed { .. } => ErrorKind::Permanent,
+            | DbError::NoChunks(_) => ErrorKind::Permanent,
         }
     }
 }
@@ -145,14 +134,6 @@ mod tests {
         let id = Uuid::nil();
         assert_eq!(DbError::SessionNotFound(id).kind(), ErrorKind::Permanent);
         assert_eq!(DbError::NoChunks(id).kind(), ErrorKind::Permanent);
-        assert_eq!(
-            DbError::AlreadyClaimed {
-                session_id: id,
-                claimed: 2
-            }
-            .kind(),
-            ErrorKind::Permanent
-        );
         assert_eq!(
             DbError::Unavailable {
                 reason: "refused".into()

@@ -44,7 +44,9 @@ pub struct ChunkRow {
     pub storage_path: String,
 }
 
-/// One speaker of a processed session; the sample and claim columns stay NULL.
+/// One speaker of a processed session, with its sample clip; the claim columns stay NULL.
+/// Every row of a batch has the same columns (a sample column is NULL, never absent), as SQLite's
+/// multi-row VALUES needs.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = session_speakers)]
 pub struct NewSessionSpeaker<'a> {
@@ -53,6 +55,10 @@ pub struct NewSessionSpeaker<'a> {
     pub speaker_label: &'a str,
     pub segment_count: i32,
     pub total_duration_seconds: BigDecimal,
+    #[diesel(treat_none_as_default_value = false)]
+    pub sample_audio_url: Option<&'a str>,
+    #[diesel(treat_none_as_default_value = false)]
+    pub sample_start_time: Option<BigDecimal>,
     pub created_at: DbTime,
 }
 

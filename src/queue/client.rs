@@ -1,5 +1,6 @@
 //! A Redis connection that knows the queue's keys and scripts. Each actor that talks to Redis
-//! owns one; it connects lazily and drops a broken connection so the next call reconnects.
+//! owns one (the QueueListener takes jobs on its own; the Settler moves every job's end on its
+//! own); it connects lazily and drops a broken connection so the next call reconnects.
 
 use std::time::Duration;
 
@@ -8,11 +9,14 @@ use redis::{Client, Connection, Script};
 use super::keys::Keys;
 use super::record::FailureRecord;
 use super::QueueError;
+use crate::stats::QueueDepths;
 
 /// How long to wait for Redis to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may take to answer; longer than the 1 s BLMOVE wait.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a job's redelivery count is kept after its last change, in seconds.
+const REDELIVERY_MEMORY_SECONDS: u64 = 7 * 24 * 3600;
 
 /// The Lua scripts, loaded once per connection holder.
 struct Scripts {
@@ -21,6 +25,8 @@ struct Scripts {
     fail: Script,
     promote_due: Script,
     reap: Script,
+    release: Script,
+    redeliveries: Script,
     refresh_lock: Script,
     requeue_failed: Script,
 }
@@ -33,18 +39,12 @@ impl Scripts {
             fail: Script::new(include_str!("lua/fail.lua")),
             promote_due: Script::new(include_str!("lua/promote_due.lua")),
             reap: Script::new(include_str!("lua/reap.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            redeliveries: Script::new(include_str!("lua/redeliveries.lua")),
             refresh_lock: Script::new(include_str!("lua/refresh_lock.lua")),
             requeue_failed: Script::new(include_str!("lua/requeue_failed.lua")),
         }
     }
-}
-
-/// Sizes of the queue's lists, for stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct QueueDepths {
-    pub processing: u64,
-    pub retry: u64,
-    pub failed: u64,
 }
 
 /// The queue as one worker sees it.
@@ -145,19 +145,56 @@ impl RedisQueue {
         })
     }
 
-    /// Drops a finished job from the in-flight list and releases its session lock.
-    pub fn ack(&mut self, raw: &str, session_id: Option<&str>) -> Result<bool, QueueError> {
+    /// How many times `raw` was taken back from a worker that died holding it.
+    pub fn redeliveries(&mut self, raw: &str) -> Result<u32, QueueError> {
+        let prefix = self.keys.redelivered_prefix();
+        self.run("redeliveries", |c, s| {
+            s.redeliveries.arg(&prefix).arg(raw).invoke::<u32>(c)
+        })
+    }
+
+    /// Drops a finished job from the in-flight list and releases its session lock. `forget`
+    /// also drops its redelivery count (not for a duplicate of a job another worker holds).
+    pub fn ack(
+        &mut self,
+        raw: &str,
+        session_id: Option<&str>,
+        forget: bool,
+    ) -> Result<bool, QueueError> {
         let (inflight, lock) = (self.keys.inflight(), self.lock_key(session_id));
         let worker = self.keys.worker_id.clone();
+        let counts = if forget {
+            self.keys.redelivered_prefix()
+        } else {
+            String::new()
+        };
         self.run("ack", |c, s| {
             s.ack
                 .key(&inflight)
                 .key(&lock)
                 .arg(raw)
                 .arg(&worker)
+                .arg(&counts)
                 .invoke::<i64>(c)
         })
         .map(|removed| removed > 0)
+    }
+
+    /// Puts one job back at the front of the queue as it was taken (not a redelivery).
+    pub fn release(&mut self, raw: &str, session_id: Option<&str>) -> Result<bool, QueueError> {
+        let (inflight, processing) = (self.keys.inflight(), self.keys.processing.clone());
+        let lock = self.lock_key(session_id);
+        let worker = self.keys.worker_id.clone();
+        self.run("release", |c, s| {
+            s.release
+                .key(&inflight)
+                .key(&processing)
+                .key(&lock)
+                .arg(raw)
+                .arg(&worker)
+                .invoke::<i64>(c)
+        })
+        .map(|moved| moved > 0)
     }
 
     /// Moves a failed job into the retry set, due `delay` from now, as `next_payload`.
@@ -168,10 +205,11 @@ impl RedisQueue {
         delay: Duration,
         session_id: Option<&str>,
     ) -> Result<bool, QueueError> {
-        let due_ms = now_ms() + delay.as_millis() as i64;
+        let due_ms = now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         let (inflight, retry) = (self.keys.inflight(), self.keys.retry.clone());
         let lock = self.lock_key(session_id);
         let worker = self.keys.worker_id.clone();
+        let counts = self.keys.redelivered_prefix();
         self.run("schedule_retry", |c, s| {
             s.schedule_retry
                 .key(&inflight)
@@ -181,6 +219,8 @@ impl RedisQueue {
                 .arg(next_payload)
                 .arg(due_ms)
                 .arg(&worker)
+                .arg(&counts)
+                .arg(REDELIVERY_MEMORY_SECONDS)
                 .invoke::<i64>(c)
         })
         .map(|moved| moved > 0)
@@ -197,6 +237,7 @@ impl RedisQueue {
         let lock = self.lock_key(session_id);
         let worker = self.keys.worker_id.clone();
         let record = record.to_json();
+        let counts = self.keys.redelivered_prefix();
         self.run("fail", |c, s| {
             s.fail
                 .key(&inflight)
@@ -205,6 +246,7 @@ impl RedisQueue {
                 .arg(raw)
                 .arg(&record)
                 .arg(&worker)
+                .arg(&counts)
                 .invoke::<i64>(c)
         })
         .map(|moved| moved > 0)
@@ -253,8 +295,8 @@ impl RedisQueue {
         self.run("DEL", |c, _| redis::cmd("DEL").arg(&key).query::<()>(c))
     }
 
-    /// Requeues the in-flight jobs of every registered worker whose heartbeat has expired.
-    /// Returns how many jobs went back to the queue.
+    /// Requeues the in-flight jobs of every registered worker whose heartbeat has expired, each
+    /// counted as a redelivery. Returns how many jobs went back to the queue.
     pub fn reap_dead_workers(&mut self) -> Result<usize, QueueError> {
         let workers_key = self.keys.workers.clone();
         let workers: Vec<String> = self.run("SMEMBERS", |c, _| {
@@ -263,7 +305,7 @@ impl RedisQueue {
         let mut requeued = 0;
         let me = self.keys.worker_id.clone();
         for worker in workers.iter().filter(|w| **w != me) {
-            let moved = self.requeue_inflight_of(worker, true)?;
+            let moved = self.requeue_inflight_of(worker, true, true)?;
             if moved > 0 {
                 log::warn!("♻️  Requeued {moved} job(s) left by dead worker {worker}");
                 requeued += moved;
@@ -272,12 +314,27 @@ impl RedisQueue {
         Ok(requeued)
     }
 
-    /// Puts jobs left in this worker's own in-flight list (by an earlier process with the same
-    /// id) back on the queue and releases their session locks. Only called at start, before
-    /// anything is taken.
+    /// Puts jobs left in this worker's own in-flight list by an earlier process with the same
+    /// id (which died holding them: each counts as a redelivery) back on the queue and releases
+    /// their session locks. Only called at start, before anything is taken.
     pub fn recover_own_inflight(&mut self) -> Result<usize, QueueError> {
         let me = self.keys.worker_id.clone();
-        self.requeue_inflight_of(&me, false)
+        self.requeue_inflight_of(&me, false, true)
+    }
+
+    /// Gives every job in this worker's in-flight list back to the front of the queue, not
+    /// counted as redeliveries: a drain that timed out, or a reload leaving these keys.
+    pub fn give_back_inflight(&mut self) -> Result<usize, QueueError> {
+        let me = self.keys.worker_id.clone();
+        self.requeue_inflight_of(&me, false, false)
+    }
+
+    /// The jobs in this worker's in-flight list.
+    pub fn inflight_entries(&mut self) -> Result<Vec<String>, QueueError> {
+        let key = self.keys.inflight();
+        self.run("LRANGE", |c, _| {
+            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)
+        })
     }
 
     /// Runs the reap script for one worker's in-flight list; returns the jobs moved (-1: the
@@ -286,6 +343,7 @@ impl RedisQueue {
         &mut self,
         worker: &str,
         only_if_dead: bool,
+        count: bool,
     ) -> Result<usize, QueueError> {
         let keys = (
             self.keys.heartbeat_of(worker),
@@ -293,7 +351,9 @@ impl RedisQueue {
             self.keys.processing.clone(),
             self.keys.workers.clone(),
             self.keys.lock_prefix(),
+            self.keys.redelivered_prefix(),
         );
+        let flag = |on: bool| if on { "1" } else { "0" };
         let moved: i64 = self.run("reap", |c, s| {
             s.reap
                 .key(&keys.0)
@@ -302,7 +362,10 @@ impl RedisQueue {
                 .key(&keys.3)
                 .arg(worker)
                 .arg(&keys.4)
-                .arg(if only_if_dead { "1" } else { "0" })
+                .arg(flag(only_if_dead))
+                .arg(&keys.5)
+                .arg(REDELIVERY_MEMORY_SECONDS)
+                .arg(flag(count))
                 .invoke(c)
         })?;
         Ok(usize::try_from(moved).unwrap_or(0))

@@ -64,6 +64,12 @@ impl Keys {
     pub fn lock(&self, session_id: &str) -> String {
         format!("{}{session_id}", self.lock_prefix())
     }
+
+    /// Prefix of the redelivery counts: how many times a job was taken back from a worker that
+    /// died holding it. The sha1 of the raw job follows (computed in the Lua scripts).
+    pub fn redelivered_prefix(&self) -> String {
+        format!("{}:redelivered:", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +89,6 @@ mod tests {
         assert_eq!(keys.retry, "lahstats:retry");
         assert_eq!(keys.workers, "lahstats:workers");
         assert_eq!(keys.lock("abc"), "lahstats:lock:abc");
+        assert_eq!(keys.redelivered_prefix(), "lahstats:redelivered:");
     }
 }

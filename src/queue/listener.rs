@@ -1,19 +1,19 @@
-//! QueueListener: owns the Redis connection jobs are taken on. Takes a job only when the
-//! Processor has room, hands it over, and acks it once its outcome is recorded. Keeps this
-//! worker's heartbeat and session locks alive and requeues the jobs of dead workers.
+//! QueueListener: owns the Redis connection jobs are taken on. Takes a job only while the
+//! pipeline is loaded and the Processor has room, and hands it over; a job it cannot hand over
+//! (malformed, held by another worker, or one that keeps killing its workers) goes straight to
+//! the Settler. A job stays in hand until the Settler says it has left the in-flight list. Keeps
+//! this worker's heartbeat and session locks alive and requeues the jobs of dead workers.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::client::RedisQueue;
-use super::retry::{HandleFailure, RetryScheduler};
 use crate::error::JobError;
-use crate::job::{self, JobPayload};
-use crate::processor::{ProcessJob, Processor};
-use crate::stats::reporter::{ConnectionState, JobEnded, JobReceived, QueueState, StatsReporter};
-use crate::stats::JobSummary;
+use crate::job::{self, Outcome, Process, Settle, Settled, Taken};
+use crate::pipeline::PipelineState;
+use crate::stats::reporter::{ConnectionState, JobReceived, QueueState, StatsReporter};
+use crate::supervise::{guard, Handover, InjectPanic};
 
 /// How long one BLMOVE waits for a job; short so a shutdown is noticed promptly.
 const TAKE_WAIT: Duration = Duration::from_secs(1);
@@ -30,23 +30,50 @@ pub struct ListenerSettings {
     pub capacity: usize,
     pub heartbeat_ttl: Duration,
     pub max_payload_bytes: usize,
+    /// Times a job may come back from a worker that died holding it before it is failed.
+    pub max_redeliveries: u32,
+}
+
+/// What outlives a restart of the listener: the jobs in hand and whether intake is open.
+pub struct Intake {
+    /// Jobs taken and not yet settled: (raw payload, session id).
+    in_hand: Vec<(String, Option<String>)>,
+    pipeline: PipelineState,
+    draining: bool,
+    /// Set by a shutdown: intake never reopens.
+    closed: bool,
+    /// Whether the jobs an earlier process under this id left were requeued (once per process).
+    recovered: bool,
+    /// The keys of a queue left by a reload whose in-flight list still has to be given back.
+    leaving: Option<RedisQueue>,
+    /// Only the Poll carrying the latest token runs, so one poll loop survives a restart.
+    poll_token: u64,
+}
+
+impl Default for Intake {
+    fn default() -> Intake {
+        Intake {
+            in_hand: Vec::new(),
+            pipeline: PipelineState::Loading,
+            draining: false,
+            closed: false,
+            recovered: false,
+            leaving: None,
+            poll_token: 0,
+        }
+    }
 }
 
 pub struct QueueListener {
     queue: RedisQueue,
     settings: ListenerSettings,
-    processor: Addr<Processor>,
-    retry: Addr<RetryScheduler>,
+    processor: Recipient<Process>,
+    settler: Recipient<Settle>,
     stats: Addr<StatsReporter>,
-    /// Jobs handed to the Processor: raw payload → session id.
-    in_hand: HashMap<String, String>,
-    /// Outcomes recorded while Redis was unreachable, acked once it is back.
-    pending_acks: Vec<(String, Option<String>)>,
-    /// Whether a Poll message is on its way (so only one loop runs).
+    intake: Intake,
+    handover: Handover<Intake>,
+    /// Whether a Poll with the current token is on its way.
     polling: bool,
-    draining: bool,
-    /// Set by a shutdown: intake never reopens.
-    closed: bool,
     connected: bool,
     /// Whether the current outage has been logged (once per outage, not once per attempt).
     announced_down: bool,
@@ -57,24 +84,24 @@ pub struct QueueListener {
 }
 
 impl QueueListener {
+    /// A listener; `handover` carries the jobs in hand to the listener built after a panic.
     pub fn new(
         queue: RedisQueue,
         settings: ListenerSettings,
-        processor: Addr<Processor>,
-        retry: Addr<RetryScheduler>,
+        processor: Recipient<Process>,
+        settler: Recipient<Settle>,
         stats: Addr<StatsReporter>,
+        handover: Handover<Intake>,
     ) -> QueueListener {
         QueueListener {
             queue,
             settings,
             processor,
-            retry,
+            settler,
             stats,
-            in_hand: HashMap::new(),
-            pending_acks: Vec::new(),
+            intake: handover.take().unwrap_or_default(),
+            handover,
             polling: false,
-            draining: false,
-            closed: false,
             connected: false,
             announced_down: false,
             reconnect_delay: Duration::from_millis(250),
@@ -90,18 +117,18 @@ impl Actor for QueueListener {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.try_connect() {
-            match self.queue.recover_own_inflight() {
-                Ok(0) => {}
-                Ok(n) => log::warn!("♻️  Requeued {n} job(s) this worker id held before a restart"),
-                Err(err) => self.connection_lost(&err),
-            }
+            self.recover_once();
             self.keep_alive();
         }
-        log::info!("👂 Listening for jobs on {}...", self.queue.keys.processing);
+        if self.intake.recovered {
+            log::info!("👂 Listening for jobs on {}...", self.queue.keys.processing);
+        }
         self.schedule_poll(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        // After a panic the SyncArbiter builds a new listener: it continues with these jobs.
+        self.handover.put(std::mem::take(&mut self.intake));
         log::debug!("QueueListener stopped");
     }
 }
@@ -111,21 +138,14 @@ impl Actor for QueueListener {
 /// Take the next job if there is room (the listener sends this to itself in a loop).
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Poll;
+struct Poll {
+    token: u64,
+}
 
 /// Periodic upkeep: heartbeat, session locks, reaping dead workers, queue depths.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Tick;
-
-/// The Processor finished a job (either way).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct JobDone {
-    pub raw: String,
-    pub payload: JobPayload,
-    pub outcome: Result<JobSummary, JobError>,
-}
 
 /// Stop taking jobs (first step of a shutdown or reload). Answers the number of jobs in hand.
 #[derive(Message)]
@@ -135,7 +155,8 @@ pub struct StopIntake {
     pub for_good: bool,
 }
 
-/// Resume taking jobs after a reload, on a new connection.
+/// Resume taking jobs after a reload, on a new connection (the old queue's in-flight list is
+/// given back first when the names changed).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ResumeIntake {
@@ -143,13 +164,13 @@ pub struct ResumeIntake {
     pub settings: ListenerSettings,
 }
 
-/// How many jobs are in hand.
+/// How many jobs are in hand (taken and not yet settled).
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct InHand;
 
-/// Final step of a shutdown. With nothing in hand the heartbeat is removed; with a job still in
-/// hand (drain timed out) the heartbeat is removed too, so the job is requeued at once.
+/// Final step of a shutdown: jobs still in hand (the drain timed out) go back to the queue, and
+/// the heartbeat is removed.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -159,24 +180,13 @@ pub struct Shutdown;
 impl Handler<Poll> for QueueListener {
     type Result = ();
 
-    fn handle(&mut self, _: Poll, ctx: &mut Self::Context) {
+    fn handle(&mut self, poll: Poll, ctx: &mut Self::Context) {
+        if poll.token != self.intake.poll_token {
+            return; // a Poll sent before a restart; the current loop carries on
+        }
         self.polling = false;
-        if self.draining || self.in_hand.len() >= self.settings.capacity {
-            return;
-        }
-        if !self.connected && !self.try_connect() {
-            // Wait out part of the backoff here; the mailbox stays responsive between polls.
-            let wait = self
-                .next_reconnect
-                .saturating_duration_since(Instant::now());
-            std::thread::sleep(wait.min(TAKE_WAIT));
-            return self.schedule_poll(ctx);
-        }
-        match self.queue.take(TAKE_WAIT) {
-            Ok(Some(raw)) => self.dispatch(raw, ctx),
-            Ok(None) => {}
-            Err(err) => self.connection_lost(&err),
-        }
+        let me = ctx.address();
+        guard("QueueListener", ctx, || self.poll(&me));
         self.schedule_poll(ctx);
     }
 }
@@ -185,31 +195,48 @@ impl Handler<Tick> for QueueListener {
     type Result = ();
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
-        if self.connected || self.try_connect() {
-            self.keep_alive();
-        }
+        guard("QueueListener", ctx, || {
+            if self.connected || self.try_connect() {
+                self.recover_once();
+                self.keep_alive();
+            }
+        });
         self.schedule_poll(ctx);
     }
 }
 
-impl Handler<JobDone> for QueueListener {
+impl Handler<Settled> for QueueListener {
     type Result = ();
 
-    fn handle(&mut self, done: JobDone, ctx: &mut Self::Context) {
-        let session = done.payload.session_id.to_string();
-        self.in_hand.remove(&done.raw);
-        match done.outcome {
-            Ok(summary) => {
-                self.ack_or_keep(done.raw, Some(session));
-                self.stats.do_send(JobEnded::Succeeded(summary));
-            }
-            Err(error) => self.retry.do_send(HandleFailure {
-                raw: done.raw,
-                payload: Some(done.payload),
-                error,
-            }),
+    fn handle(&mut self, settled: Settled, ctx: &mut Self::Context) {
+        if let Some(at) = self
+            .intake
+            .in_hand
+            .iter()
+            .position(|(raw, _)| *raw == settled.raw)
+        {
+            self.intake.in_hand.remove(at);
         }
-        self.report_state();
+        guard("QueueListener", ctx, || self.report_state());
+        self.schedule_poll(ctx);
+    }
+}
+
+impl Handler<PipelineState> for QueueListener {
+    type Result = ();
+
+    fn handle(&mut self, state: PipelineState, ctx: &mut Self::Context) {
+        match &state {
+            PipelineState::Loaded { .. } if !self.intake.pipeline.is_loaded() => {
+                log::info!("▶️  Pipeline loaded: taking jobs");
+            }
+            PipelineState::NotLoaded { reason } => log::error!(
+                "⛔ Not taking jobs: the pipeline is not loaded ({reason}). Jobs stay queued; \
+                 `lahstats-worker check` says what is wrong; fix it and send SIGHUP"
+            ),
+            _ => {}
+        }
+        self.intake.pipeline = state;
         self.schedule_poll(ctx);
     }
 }
@@ -218,12 +245,15 @@ impl Handler<StopIntake> for QueueListener {
     type Result = usize;
 
     fn handle(&mut self, stop: StopIntake, _: &mut Self::Context) -> usize {
-        self.closed |= stop.for_good;
-        if !self.draining {
-            log::info!("⏸️  No longer taking jobs ({} in hand)", self.in_hand.len());
+        self.intake.closed |= stop.for_good;
+        if !self.intake.draining {
+            log::info!(
+                "⏸️  No longer taking jobs ({} in hand)",
+                self.intake.in_hand.len()
+            );
         }
-        self.draining = true;
-        self.in_hand.len()
+        self.intake.draining = true;
+        self.intake.in_hand.len()
     }
 }
 
@@ -231,17 +261,10 @@ impl Handler<ResumeIntake> for QueueListener {
     type Result = ();
 
     fn handle(&mut self, resume: ResumeIntake, ctx: &mut Self::Context) {
-        if self.closed {
+        if self.intake.closed {
             return;
         }
-        self.queue = resume.queue;
-        self.settings = resume.settings;
-        self.connected = false;
-        self.draining = false;
-        if self.try_connect() {
-            self.keep_alive();
-        }
-        log::info!("▶️  Taking jobs again from {}", self.queue.keys.processing);
+        guard("QueueListener", ctx, || self.switch_queue(resume));
         self.schedule_poll(ctx);
     }
 }
@@ -250,22 +273,201 @@ impl Handler<InHand> for QueueListener {
     type Result = usize;
 
     fn handle(&mut self, _: InHand, _: &mut Self::Context) -> usize {
-        self.in_hand.len()
+        self.intake.in_hand.len()
     }
 }
 
 impl Handler<Shutdown> for QueueListener {
     type Result = ();
 
-    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) {
-        self.draining = true;
-        self.flush_pending_acks();
-        if !self.in_hand.is_empty() {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.intake.draining = true;
+        self.intake.closed = true;
+        guard("QueueListener", ctx, || self.shut_down());
+    }
+}
+
+impl Handler<InjectPanic> for QueueListener {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Self::Context) {
+        guard("QueueListener", ctx, || {
+            panic!("injected panic (InjectPanic)")
+        });
+    }
+}
+
+// ---- taking jobs ----
+
+impl QueueListener {
+    fn may_take(&self) -> bool {
+        self.intake.pipeline.is_loaded()
+            && !self.intake.draining
+            && self.intake.in_hand.len() < self.settings.capacity
+    }
+
+    fn schedule_poll(&mut self, ctx: &mut SyncContext<Self>) {
+        if !self.polling && self.may_take() {
+            self.polling = true;
+            self.intake.poll_token = self.intake.poll_token.wrapping_add(1);
+            ctx.address().do_send(Poll {
+                token: self.intake.poll_token,
+            });
+        }
+    }
+
+    fn poll(&mut self, me: &Addr<Self>) {
+        if !self.may_take() {
+            return;
+        }
+        if !self.connected && !self.try_connect() {
+            // Wait out part of the backoff here; the mailbox stays responsive between polls.
+            let wait = self
+                .next_reconnect
+                .saturating_duration_since(Instant::now());
+            std::thread::sleep(wait.min(TAKE_WAIT));
+            return;
+        }
+        self.recover_once();
+        match self.queue.take(TAKE_WAIT) {
+            Ok(Some(raw)) => self.dispatch(raw, me),
+            Ok(None) => {}
+            Err(err) => self.connection_lost(&err),
+        }
+    }
+
+    /// A freshly taken job goes to the Processor, or straight to the Settler when it cannot run.
+    fn dispatch(&mut self, raw: String, me: &Addr<Self>) {
+        self.stats.do_send(JobReceived);
+        let parsed = job::parse(&raw, self.settings.max_payload_bytes);
+        let session = parsed.as_ref().ok().map(|p| p.session_id.to_string());
+        self.intake.in_hand.push((raw.clone(), session.clone()));
+        self.report_state();
+        let payload = match parsed {
+            Ok(payload) => payload,
+            Err(error) => {
+                log::error!("❌ Rejected a malformed job: {error}");
+                let taken = Taken {
+                    raw,
+                    payload: None,
+                    redeliveries: 0,
+                };
+                return self.settle(taken, Outcome::Failed(error), me);
+            }
+        };
+        let redeliveries = match self.queue.redeliveries(&raw) {
+            Ok(n) => n,
+            Err(err) => {
+                self.connection_lost(&err);
+                0
+            }
+        };
+        let taken = Taken {
+            raw,
+            payload: Some(payload),
+            redeliveries,
+        };
+        let session = session.unwrap_or_default();
+        if redeliveries > self.settings.max_redeliveries {
+            let error = JobError::permanent(format!(
+                "the worker died while processing this job {redeliveries} times (killed, out of \
+                 memory, or crashed); it is not delivered again (LAHSTATS_MAX_REDELIVERIES={})",
+                self.settings.max_redeliveries
+            ));
+            log::error!("☠️  Session {session}: {error}");
+            return self.settle(taken, Outcome::Failed(error), me);
+        }
+        match self.queue.lock_session(&session, self.lock_ttl()) {
+            Ok(true) => {}
+            Ok(false) => {
+                log::warn!("👯 Session {session} is already being processed by another worker; dropping this duplicate job");
+                return self.settle(taken, Outcome::HeldElsewhere, me);
+            }
+            Err(err) => {
+                // Can't tell whether someone else holds it; the row-locked check in the
+                // database keeps a finished session safe, so run it rather than strand it.
+                log::warn!("Could not lock session {session} ({err}); processing it anyway");
+                self.connection_lost(&err);
+            }
+        }
+        let attempt = taken.attempts();
+        if redeliveries > 0 {
             log::warn!(
-                "⚠️  {} job(s) still in hand stay in {} and will be taken again",
-                self.in_hand.len(),
-                self.queue.keys.inflight()
+                "📥 Job received: session {session} (attempt {attempt}, delivery {} — the worker \
+                 holding it died {redeliveries} time(s); at most {} redeliveries)",
+                redeliveries + 1,
+                self.settings.max_redeliveries
             );
+        } else {
+            log::info!("📥 Job received: session {session} (attempt {attempt})");
+        }
+        log::debug!("Job payload: {}", taken.raw);
+        self.processor.do_send(Process {
+            job: taken,
+            reply_to: me.clone().recipient(),
+        });
+    }
+
+    fn settle(&mut self, job: Taken, outcome: Outcome, me: &Addr<Self>) {
+        self.settler.do_send(Settle {
+            job,
+            outcome,
+            reply_to: me.clone().recipient(),
+        });
+    }
+
+    /// Requeues what an earlier process under this worker id left in its in-flight list (it died
+    /// holding those jobs), once per process and before anything is taken.
+    fn recover_once(&mut self) {
+        if self.intake.recovered {
+            return;
+        }
+        match self.queue.recover_own_inflight() {
+            Ok(0) => {}
+            Ok(n) => log::warn!("♻️  Requeued {n} job(s) this worker id held before a restart"),
+            Err(err) => return self.connection_lost(&err),
+        }
+        self.intake.recovered = true;
+        log::info!("👂 Listening for jobs on {}...", self.queue.keys.processing);
+    }
+
+    /// After a reload: give back what the old queue's in-flight list still holds, then take
+    /// jobs from the new one.
+    fn switch_queue(&mut self, resume: ResumeIntake) {
+        let mut old = std::mem::replace(&mut self.queue, resume.queue);
+        if old.keys.inflight() != self.queue.keys.inflight() {
+            if old.keys.heartbeat() != self.queue.keys.heartbeat() {
+                if let Err(err) = old.clear_heartbeat() {
+                    log::debug!("Could not remove the old heartbeat: {err}");
+                }
+            }
+            self.intake.leaving = Some(old);
+        }
+        self.settings = resume.settings;
+        self.connected = false;
+        self.intake.draining = false;
+        self.last_heartbeat = None;
+        if self.try_connect() {
+            self.keep_alive();
+        }
+        log::info!("▶️  Taking jobs again from {}", self.queue.keys.processing);
+    }
+
+    fn shut_down(&mut self) {
+        if !self.intake.in_hand.is_empty() {
+            match self.queue.give_back_inflight() {
+                Ok(n) => log::warn!(
+                    "⚠️  {} job(s) still in hand: {n} went back to {} and will be taken again",
+                    self.intake.in_hand.len(),
+                    self.queue.keys.processing
+                ),
+                Err(err) => log::warn!(
+                    "⚠️  {} job(s) still in hand stay in {} ({err}); they are requeued once this \
+                     worker's heartbeat expires",
+                    self.intake.in_hand.len(),
+                    self.queue.keys.inflight()
+                ),
+            }
         }
         if let Err(err) = self.queue.clear_heartbeat() {
             log::warn!("Could not remove this worker's heartbeat: {err}");
@@ -274,87 +476,26 @@ impl Handler<Shutdown> for QueueListener {
     }
 }
 
-// ---- helpers ----
+// ---- upkeep ----
 
 impl QueueListener {
-    fn schedule_poll(&mut self, ctx: &mut SyncContext<Self>) {
-        if !self.polling && !self.draining && self.in_hand.len() < self.settings.capacity {
-            self.polling = true;
-            ctx.address().do_send(Poll);
-        }
-    }
-
-    /// Hands a freshly taken job to the Processor, or settles it at once if it can't be run.
-    fn dispatch(&mut self, raw: String, ctx: &mut SyncContext<Self>) {
-        self.stats.do_send(JobReceived);
-        let payload = match job::parse(&raw, self.settings.max_payload_bytes) {
-            Ok(payload) => payload,
-            Err(error) => {
-                log::error!("❌ Rejected a malformed job: {error}");
-                self.retry.do_send(HandleFailure {
-                    raw,
-                    payload: None,
-                    error,
-                });
-                return;
-            }
-        };
-        let session = payload.session_id.to_string();
-        match self.queue.lock_session(&session, self.lock_ttl()) {
-            Ok(true) => {}
-            Ok(false) => {
-                log::warn!("👯 Session {session} is already being processed by another worker; dropping this duplicate job");
-                self.ack_or_keep(raw, None);
-                self.stats.do_send(JobEnded::Duplicate);
-                return;
-            }
-            Err(err) => {
-                // Can't tell whether someone else holds it. Processing is idempotent, so run it
-                // rather than strand the job in our in-flight list.
-                log::warn!("Could not lock session {session} ({err}); processing it anyway");
-                self.connection_lost(&err);
-            }
-        }
-        log::info!(
-            "📥 Job received: session {session} (attempt {})",
-            payload.attempt + 1
-        );
-        log::debug!("Job payload: {raw}");
-        self.in_hand.insert(raw.clone(), session);
-        self.processor.do_send(ProcessJob {
-            raw,
-            payload,
-            reply_to: ctx.address().recipient(),
-        });
-        self.report_state();
-    }
-
-    fn ack_or_keep(&mut self, raw: String, session: Option<String>) {
-        self.pending_acks.push((raw, session));
-        self.flush_pending_acks();
-    }
-
-    fn flush_pending_acks(&mut self) {
-        while let Some((raw, session)) = self.pending_acks.pop() {
-            if let Err(err) = self.queue.ack(&raw, session.as_deref()) {
-                self.pending_acks.push((raw, session));
-                self.connection_lost(&err);
-                return;
-            }
-        }
-    }
-
-    /// Heartbeat, session locks, reaper and depths, each when due.
+    /// Heartbeat, session locks, reaper, a left queue's in-flight list and depths, each when due.
     fn keep_alive(&mut self) {
         let ttl = self.settings.heartbeat_ttl;
         let due =
             |last: Option<Instant>, every: Duration| last.is_none_or(|t| t.elapsed() >= every);
         if due(self.last_heartbeat, ttl / 3) {
-            let sessions: Vec<String> = self.in_hand.values().cloned().collect();
+            let sessions: Vec<String> = self
+                .intake
+                .in_hand
+                .iter()
+                .filter_map(|(_, s)| s.clone())
+                .collect();
+            let lock_ttl = self.lock_ttl();
             let beat = self.queue.heartbeat(ttl).and_then(|_| {
                 sessions
                     .iter()
-                    .try_for_each(|s| self.queue.refresh_lock(s, self.lock_ttl()))
+                    .try_for_each(|s| self.queue.refresh_lock(s, lock_ttl))
             });
             match beat {
                 Ok(()) => self.last_heartbeat = Some(Instant::now()),
@@ -368,7 +509,27 @@ impl QueueListener {
                 Err(err) => return self.connection_lost(&err),
             }
         }
-        self.flush_pending_acks();
+        self.give_back_left_queue();
+    }
+
+    fn give_back_left_queue(&mut self) {
+        let Some(old) = self.intake.leaving.as_mut() else {
+            return;
+        };
+        match old.give_back_inflight() {
+            Ok(n) => {
+                if n > 0 {
+                    log::warn!(
+                        "♻️  Gave back {n} job(s) left in {} to {} before taking from {}",
+                        old.keys.inflight(),
+                        old.keys.processing,
+                        self.queue.keys.processing
+                    );
+                }
+                self.intake.leaving = None;
+            }
+            Err(err) => log::debug!("The old queue's in-flight list waits for Redis: {err}"),
+        }
     }
 
     fn report_state(&mut self) {
@@ -379,7 +540,7 @@ impl QueueListener {
         };
         self.stats.do_send(QueueState {
             depths,
-            in_flight: self.in_hand.len() as u64,
+            in_flight: self.intake.in_hand.len() as u64,
         });
     }
 

@@ -1,13 +1,12 @@
 //! The Redis job queue: every key the worker uses, every atomic step on them (each multi-key step
-//! a Lua script in `lua/`), the QueueListener that takes jobs and the RetryScheduler that brings
-//! failed attempts back. A job always lives in Redis — queue, in-flight list, retry set or failed
-//! list — never only in a worker's memory.
+//! a Lua script in `lua/`), and the QueueListener that takes jobs. A job always lives in Redis —
+//! queue, in-flight list, retry set or failed list — never only in a worker's memory. How a job
+//! ends (ack, retry, failed list) is the Settler's (`crate::settle`), on a connection of its own.
 
 pub mod client;
 pub mod keys;
 pub mod listener;
 pub mod record;
-pub mod retry;
 
 pub use client::RedisQueue;
 pub use keys::Keys;

@@ -6,4 +6,4 @@ pub mod snapshot;
 pub mod socket;
 
 pub use reporter::StatsReporter;
-pub use snapshot::{JobSummary, StatsSnapshot};
+pub use snapshot::{JobSummary, QueueDepths, StatsSnapshot};

@@ -1,13 +1,15 @@
 //! StatsReporter: owns the counters. Every actor sends it events; it answers snapshots and logs
-//! a line after each job, every few minutes while idle, and the summary block at shutdown.
+//! a line after each job, every few minutes while idle, and the summary block at shutdown. It
+//! runs under `actix::Supervisor`: after a panic it is restarted with its counters.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::snapshot::{format_uptime, JobSummary, StatsSnapshot};
-use crate::queue::client::QueueDepths;
+use super::snapshot::{format_uptime, JobSummary, QueueDepths, StatsSnapshot};
+use crate::pipeline::PipelineState;
+use crate::supervise::{guard_async, InjectPanic};
 
 // ---- state ----
 
@@ -31,6 +33,7 @@ impl StatsReporter {
                 version: crate::version().to_string(),
                 worker_id,
                 device,
+                pipeline: PipelineState::Loading.to_string(),
                 ..StatsSnapshot::default()
             },
             rtfs: Vec::new(),
@@ -71,6 +74,12 @@ impl StatsReporter {
     }
 }
 
+impl Supervised for StatsReporter {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        log::warn!("StatsReporter restarted; its counters are kept");
+    }
+}
+
 impl Actor for StatsReporter {
     type Context = Context<Self>;
 
@@ -104,7 +113,8 @@ pub enum JobEnded {
     Retried,
     /// Failed for good.
     Failed,
-    /// Another worker holds the session; this copy was dropped.
+    /// A duplicate job: the session was already finished or claimed, or another worker held
+    /// it; acknowledged without running it.
     Duplicate,
 }
 
@@ -150,7 +160,29 @@ impl Handler<JobReceived> for StatsReporter {
 
 impl Handler<JobEnded> for StatsReporter {
     type Result = ();
-    fn handle(&mut self, ended: JobEnded, _: &mut Context<Self>) {
+    fn handle(&mut self, ended: JobEnded, ctx: &mut Context<Self>) {
+        guard_async("StatsReporter", ctx, || self.count(ended));
+    }
+}
+
+impl Handler<PipelineState> for StatsReporter {
+    type Result = ();
+    fn handle(&mut self, state: PipelineState, _: &mut Context<Self>) {
+        self.snapshot.pipeline = state.to_string();
+    }
+}
+
+impl Handler<InjectPanic> for StatsReporter {
+    type Result = ();
+    fn handle(&mut self, _: InjectPanic, ctx: &mut Context<Self>) {
+        guard_async("StatsReporter", ctx, || {
+            panic!("injected panic (InjectPanic)")
+        });
+    }
+}
+
+impl StatsReporter {
+    fn count(&mut self, ended: JobEnded) {
         match ended {
             JobEnded::Succeeded(summary) => {
                 self.snapshot.succeeded += 1;
@@ -199,21 +231,28 @@ impl Handler<QueueState> for StatsReporter {
 
 impl Handler<GetStats> for StatsReporter {
     type Result = MessageResult<GetStats>;
-    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.current())
+    fn handle(&mut self, _: GetStats, ctx: &mut Context<Self>) -> Self::Result {
+        let current = guard_async("StatsReporter", ctx, || self.current());
+        MessageResult(current.unwrap_or_else(|| self.snapshot.clone()))
     }
 }
 
 impl Handler<LogStats> for StatsReporter {
     type Result = ();
-    fn handle(&mut self, _: LogStats, _: &mut Context<Self>) {
-        self.log_line();
+    fn handle(&mut self, _: LogStats, ctx: &mut Context<Self>) {
+        guard_async("StatsReporter", ctx, || self.log_line());
     }
 }
 
 impl Handler<FinalSummary> for StatsReporter {
     type Result = ();
-    fn handle(&mut self, _: FinalSummary, _: &mut Context<Self>) {
+    fn handle(&mut self, _: FinalSummary, ctx: &mut Context<Self>) {
+        guard_async("StatsReporter", ctx, || self.final_summary());
+    }
+}
+
+impl StatsReporter {
+    fn final_summary(&mut self) {
         let s = self.current();
         let rule = "=".repeat(70);
         log::info!("{rule}");

@@ -2,6 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Sizes of the queue's lists, for stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueDepths {
+    pub processing: u64,
+    pub retry: u64,
+    pub failed: u64,
+}
+
 /// What one successful job did, for the log and the counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
@@ -24,12 +32,16 @@ impl JobSummary {
     }
 }
 
-/// Everything `lahstats-worker stats --json` prints.
+/// Everything `lahstats-worker stats --json` prints. Fields an older worker does not send read
+/// as their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StatsSnapshot {
     pub version: String,
     pub worker_id: String,
     pub device: String,
+    /// `loaded on cpu`, `loading`, or `not loaded — <reason>` (intake is stopped then).
+    pub pipeline: String,
     pub uptime_seconds: u64,
     pub received: u64,
     pub succeeded: u64,
@@ -64,8 +76,13 @@ pub fn format_uptime(seconds: u64) -> String {
 impl StatsSnapshot {
     /// The one-line summary logged after each job and while idle.
     pub fn one_line(&self) -> String {
+        let pipeline = if self.pipeline.starts_with("not loaded") {
+            format!(" — pipeline: {}", self.pipeline)
+        } else {
+            String::new()
+        };
         format!(
-            "📊 Stats: {} succeeded, {} failed, {} retried, {} total, {} in flight, queue {} / retry {} / failed {}",
+            "📊 Stats: {} succeeded, {} failed, {} retried, {} total, {} in flight, queue {} / retry {} / failed {}{pipeline}",
             self.succeeded,
             self.failed,
             self.retried,
@@ -88,6 +105,7 @@ impl StatsSnapshot {
             ("Worker", self.worker_id.clone()),
             ("Version", self.version.clone()),
             ("Device", self.device.clone()),
+            ("Pipeline", self.pipeline.clone()),
             ("Uptime", format_uptime(self.uptime_seconds)),
             ("Jobs received", self.received.to_string()),
             ("Succeeded", self.succeeded.to_string()),

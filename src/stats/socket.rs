@@ -199,6 +199,18 @@ pub fn prometheus(s: &StatsSnapshot) -> String {
         s.retried as f64,
     );
     metric(
+        "jobs_duplicate_total",
+        "counter",
+        "Duplicate jobs acknowledged without running them.",
+        s.duplicates as f64,
+    );
+    metric(
+        "pipeline_loaded",
+        "gauge",
+        "1 when the models are loaded and jobs are taken.",
+        f64::from(u8::from(s.pipeline.starts_with("loaded"))),
+    );
+    metric(
         "jobs_in_flight",
         "gauge",
         "Jobs in hand.",

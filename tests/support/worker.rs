@@ -112,7 +112,14 @@ impl SessionPipeline for ScriptedPipeline {
         {
             panic!("scripted panic for {}", input.session_id);
         }
+        for stage in [Stage::Concatenating, Stage::Diarizing, Stage::Transcribing] {
+            progress(stage, 0);
+            progress(stage, 100);
+        }
+        std::thread::sleep(*self.script.work.lock().unwrap());
         {
+            // After the work, as a real failure would come (a test can stop the database while
+            // the pipeline works, so the failure is settled with the database down).
             let mut failures = self.script.fail_transient.lock().unwrap();
             if let Some(left) = failures.get_mut(&input.session_id) {
                 if *left > 0 {
@@ -121,11 +128,6 @@ impl SessionPipeline for ScriptedPipeline {
                 }
             }
         }
-        for stage in [Stage::Concatenating, Stage::Diarizing, Stage::Transcribing] {
-            progress(stage, 0);
-            progress(stage, 100);
-        }
-        std::thread::sleep(*self.script.work.lock().unwrap());
         let mut counts = BTreeMap::new();
         counts.insert("lah".to_string(), input.chunks.len() as i32);
         Ok(Analysis {

@@ -1,16 +1,13 @@
-//! The DbWriter actor on real databases: a session's status and progress, read by a separate
-//! connection as the app would, move through the original's stages in order.
+//! One job's life in real databases: a session's status and progress, read by a separate
+//! connection as the app would, move through the original's stages in order, and the results,
+//! sample URLs and final status arrive together.
 
 mod support;
 
 use std::collections::BTreeMap;
 
-use actix::prelude::*;
-use lahstats_worker::db::writer::{
-    FinishSession, LoadSession, LoadTargetWords, MarkFailed, MarkProcessing, RegisterSession,
-    ReportProgress, SaveResults, Shutdown,
-};
-use lahstats_worker::db::{queries, DbError, DbPool, DbWriter};
+use lahstats_worker::db::queries::{Begin, Committed};
+use lahstats_worker::db::{queries, DbError, DbPool};
 use lahstats_worker::error::{ErrorKind, JobError};
 use lahstats_worker::session::{
     SessionResults, SpeakerResult, SpeakerSample, Stage, TranscriptSegment,
@@ -60,38 +57,25 @@ fn app_view(pool: &DbPool, session_id: Uuid) -> (String, i32) {
     (status, progress)
 }
 
-async fn drive_one_job(backend: &str, pool: DbPool) {
-    let writer_pool = pool.clone();
-    let writer = SyncArbiter::start(1, move || DbWriter::new(writer_pool.clone()));
+fn drive_one_job(backend: &str, pool: &DbPool) {
+    let mut conn = pool.get().expect("worker connection");
     let session_id = Uuid::new_v4();
     let chunks = vec![(
         0,
         format!("sessions/{session_id}/chunks/chunk_0000.m4a"),
         Some(9.4),
     )];
-    writer
-        .send(RegisterSession {
-            session_id,
-            started_by: Uuid::new_v4(),
-            chunks,
-        })
-        .await
-        .expect("mailbox")
-        .expect("register");
+    queries::register_session(&mut conn, session_id, Uuid::new_v4(), &chunks).expect("register");
 
     let mut seen = Vec::new();
-    writer
-        .send(MarkProcessing { session_id })
-        .await
-        .expect("mailbox")
-        .expect("mark processing");
-    seen.push(app_view(&pool, session_id));
-    let input = writer
-        .send(LoadSession { session_id })
-        .await
-        .expect("mailbox")
-        .expect("load");
+    let input = match queries::begin_attempt(&mut conn, session_id, false).expect("begin") {
+        Begin::Started(input) => input,
+        other => panic!("{backend}: {other:?}"),
+    };
     assert_eq!(input.chunks.len(), 1);
+    seen.push(app_view(pool, session_id));
+    // The stages as the Processor reports them: analysis, then the sample clips (uploaded
+    // before anything is committed), then one commit.
     let stages = [
         (Stage::Concatenating, 100),
         (Stage::Diarizing, 50),
@@ -99,52 +83,21 @@ async fn drive_one_job(backend: &str, pool: DbPool) {
         (Stage::Transcribing, 50),
         (Stage::Transcribing, 100),
         (Stage::SavingResults, 0),
+        (Stage::GeneratingSamples, 50),
     ];
     for (stage, percent) in stages {
-        writer
-            .send(ReportProgress {
-                session_id,
-                stage,
-                percent,
-            })
-            .await
-            .expect("mailbox")
-            .expect("progress");
-        seen.push(app_view(&pool, session_id));
+        queries::set_progress(&mut conn, session_id, stage, percent).expect("progress");
+        seen.push(app_view(pool, session_id));
     }
-    writer
-        .send(SaveResults {
-            results: results(session_id),
-            force: false,
-        })
-        .await
-        .expect("mailbox")
-        .expect("save");
-    seen.push(app_view(&pool, session_id));
-    writer
-        .send(ReportProgress {
-            session_id,
-            stage: Stage::GeneratingSamples,
-            percent: 50,
-        })
-        .await
-        .expect("mailbox")
-        .expect("progress");
-    seen.push(app_view(&pool, session_id));
     let samples = vec![SpeakerSample {
         speaker_label: "SPEAKER_00".into(),
         sample_audio_url: "file:///tmp/speaker_SPEAKER_00_sample.wav".into(),
         sample_start_time: 0.0,
     }];
-    writer
-        .send(FinishSession {
-            session_id,
-            samples,
-        })
-        .await
-        .expect("mailbox")
-        .expect("finish");
-    seen.push(app_view(&pool, session_id));
+    let committed =
+        queries::commit_results(&mut conn, &results(session_id), &samples, false).expect("commit");
+    assert_eq!(committed, Committed::Saved);
+    seen.push(app_view(pool, session_id));
 
     let processing = |p: i32| ("processing".to_owned(), p);
     let expected = vec![
@@ -155,7 +108,6 @@ async fn drive_one_job(backend: &str, pool: DbPool) {
         processing(62),
         processing(85),
         processing(85),
-        processing(95),
         processing(97),
         ("ready_for_claiming".to_owned(), 100),
     ];
@@ -165,28 +117,15 @@ async fn drive_one_job(backend: &str, pool: DbPool) {
         "{backend}: progress went backwards"
     );
 
-    let words = writer
-        .send(LoadTargetWords)
-        .await
-        .expect("mailbox")
-        .expect("target words");
+    let words = queries::active_target_words(&mut conn).expect("target words");
     assert!(words.is_empty(), "{backend}: no target words configured");
 
     // A permanent error travels back typed and converts into a JobError of the same kind.
     let unknown = Uuid::new_v4();
-    let err = writer
-        .send(MarkFailed {
-            session_id: unknown,
-            error: "boom".into(),
-        })
-        .await
-        .expect("mailbox")
-        .expect_err("unknown session");
+    let err = queries::mark_failed(&mut conn, unknown, "boom").expect_err("unknown session");
     assert!(matches!(err, DbError::SessionNotFound(id) if id == unknown));
     let job: JobError = err.into();
     assert_eq!(job.kind, ErrorKind::Permanent);
-
-    writer.send(Shutdown).await.expect("shutdown replies");
 }
 
 #[test]
@@ -194,6 +133,6 @@ fn status_and_progress_follow_the_stages_in_order() {
     for database in TestDb::both() {
         let pool = database.migrated_pool();
         let backend = database.backend();
-        System::new().block_on(drive_one_job(backend, pool));
+        drive_one_job(backend, &pool);
     }
 }
