@@ -362,7 +362,9 @@ pub fn start(
         };
         let workers = start_workers(&shared, device, ctx.address().recipient());
         // The pool it was given is connected and migrated.
-        workers.stats.do_send(stats::ConnectionState::Database(true));
+        workers
+            .stats
+            .do_send(stats::ConnectionState::Database(true));
         Supervisor {
             config,
             workers,

@@ -26,7 +26,15 @@ pub fn run(config: Config) -> Result<u8, String> {
         pipeline: Arc::new(move |config: &Config| crate::speech::factory(config.clone(), device)),
     };
     let code = crate::app::run(config, reloading, description).map_err(|e| e.to_string())?;
-    Ok(u8::try_from(code).unwrap_or(1))
+    // The Processor's thread may still be inside libtorch or FFmpeg (loading models when a
+    // SIGTERM came, or mid-job after the drain timeout; its job is back in the queue). Exiting
+    // through libc's exit() would run the C++ static destructors under it, which can crash or
+    // hang the exit; everything worth keeping is already in Redis and the database.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process at once; no Rust state is used after it.
+    unsafe { libc::_exit(code) }
 }
 
 /// `migrate`: apply the database migrations and say which.

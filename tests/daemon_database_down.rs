@@ -29,13 +29,15 @@ fn a_worker_started_before_its_database_waits_for_it() {
 
     // The database comes up while it waits: it migrates and listens.
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(
-        dir.path(),
-        &["run"],
-        &daemon_env(dir.path(), postgres.url()),
-    );
+    let mut env = daemon_env(dir.path(), postgres.url());
+    // Its retries are logged at DEBUG: one more try after the first is the event waited for.
+    env.push(("RUST_LOG", "info,lahstats_worker::app=debug".to_string()));
+    let mut daemon = Daemon::start(dir.path(), &["run"], &env);
     assert!(daemon.wait_for_log("Database unreachable at start", Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        daemon.wait_for_log("Database still unreachable", Duration::from_secs(30)),
+        "it never tried again"
+    );
     assert_eq!(
         daemon.wait_exit(Duration::from_millis(100)),
         None,

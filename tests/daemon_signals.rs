@@ -42,8 +42,8 @@ fn sigterm_while_idle_exits_zero_within_two_seconds() {
     for line in [
         "Received SIGTERM",
         "QueueListener stopped",
-        "RetryScheduler stopped",
-        "DbWriter stopped",
+        "Settler stopped",
+        "Processor stopped",
         "Worker Shutdown Complete",
     ] {
         assert!(daemon.has_log(line), "log lacks {line:?}");

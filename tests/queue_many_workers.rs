@@ -41,9 +41,11 @@ fn three_workers_process_every_job_exactly_once() {
         "only {} of {JOBS} jobs completed",
         script.completed.lock().unwrap().len()
     );
-    // Give any duplicate a moment to show up before counting.
-    std::thread::sleep(Duration::from_millis(500));
     let elapsed = started.elapsed();
+    // Stopped, a worker takes nothing more: a duplicate would be counted below or left waiting.
+    for worker in workers {
+        assert_eq!(worker.stop(), 0);
+    }
     let mut per_session: BTreeMap<uuid::Uuid, usize> = BTreeMap::new();
     for session in script.completed.lock().unwrap().iter() {
         *per_session.entry(*session).or_default() += 1;
@@ -71,8 +73,5 @@ fn three_workers_process_every_job_exactly_once() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(depth, 0);
-    for worker in workers {
-        assert_eq!(worker.stop(), 0);
-    }
     clean_prefix(&configs[0]);
 }

@@ -77,3 +77,71 @@ fn results_finished_during_a_postgres_outage_are_committed_once_it_is_back() {
     assert_eq!(worker.stop(), 0);
     clean_prefix(&config);
 }
+
+/// The last attempt fails while Postgres is down: the session's `failed` status is written once
+/// Postgres is back, and only then does the job reach the failed list (database first); in
+/// between it stays in flight, so nothing says "failed" that the app cannot see.
+#[test]
+fn a_final_failure_during_a_postgres_outage_is_written_once_it_is_back() {
+    let postgres = PrivatePostgres::start_new();
+    let dir = tempdir();
+    let database = format!("--database-url={}", postgres.url());
+    // No retries: the first failure is the final one.
+    let config = test_config(dir.path(), "pg-fail-w1", &[&database, "--max-retries=0"]);
+    let session = register_session(&config, 1);
+    let script = Arc::new(Script::default());
+    *script.work.lock().unwrap() = Duration::from_millis(1500);
+    script.fail_transient.lock().unwrap().insert(session, 1);
+    let worker = InProcessWorker::start(config.clone(), scripted_factory(script.clone()));
+    let stats = || {
+        let workers = futures::executor::block_on(worker.supervisor.send(GetWorkers)).unwrap();
+        futures::executor::block_on(workers.stats.send(GetStats)).unwrap()
+    };
+    let mut queue = queue_for(&config);
+    let mut conn = redis(&config);
+    let inflight = |conn: &mut redis::Connection| -> usize {
+        redis::cmd("LLEN")
+            .arg(queue_for(&config).keys.inflight())
+            .query(conn)
+            .unwrap()
+    };
+
+    assert!(wait_until(Duration::from_secs(5), || stats().database_connected));
+    queue
+        .enqueue(&lahstats_worker::job::JobPayload::new(session).to_json())
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !script
+        .calls_for(session)
+        .is_empty()));
+    postgres.stop();
+
+    // The attempt fails with the database down: either the Settler says it is waiting for the
+    // database, or (the old way) the job is already on the failed list.
+    assert!(
+        wait_until(Duration::from_secs(20), || !stats().database_connected
+            || !queue.failed_entries().unwrap().is_empty()),
+        "the final failure was never settled"
+    );
+    assert!(
+        queue.failed_entries().unwrap().is_empty(),
+        "the job reached the failed list while the session could not be marked failed"
+    );
+    assert_eq!(inflight(&mut conn), 1, "the job waits in flight");
+
+    postgres.start();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::panic::catch_unwind(|| session_status(&config, session).0 == "failed")
+                .unwrap_or(false)
+        }),
+        "the session's failure was never written"
+    );
+    let (_, _, error) = session_status(&config, session);
+    assert_eq!(error.as_deref(), Some("scripted transient failure"));
+    assert!(wait_until(Duration::from_secs(10), || stats().failed == 1));
+    assert_eq!(queue.failed_entries().unwrap().len(), 1);
+    assert_eq!(inflight(&mut conn), 0);
+    assert_eq!(script.calls_for(session).len(), 1);
+    assert_eq!(worker.stop(), 0);
+    clean_prefix(&config);
+}

@@ -27,6 +27,34 @@ pub fn daemon_env(dir: &Path, database_url: String) -> Vec<(&'static str, String
     ]
 }
 
+/// Registers a session in `database_url` whose one chunk is `turns` sentences of two voices,
+/// stored under `storage` as the API stores chunks.
+pub fn register_speech_session(storage: &Path, database_url: &str, turns: usize) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    let conversation = super::speech::round_robin(2, turns);
+    let storage_path = format!("sessions/{id}/chunks/chunk_0000.wav");
+    lahstats_worker::audio::write_wav(&conversation.samples, &storage.join(&storage_path))
+        .expect("write the chunk");
+    let pool = lahstats_worker::db::connect(database_url).expect("database");
+    lahstats_worker::db::run_migrations(&pool).expect("migrations");
+    let mut conn = pool.get().expect("connection");
+    lahstats_worker::db::queries::register_session(
+        &mut conn,
+        id,
+        uuid::Uuid::nil(),
+        &[(0, storage_path, None)],
+    )
+    .expect("register");
+    id
+}
+
+/// (status, progress, error_message) of a session, as the app reads them.
+pub fn session_status(database_url: &str, id: uuid::Uuid) -> (String, i32, Option<String>) {
+    let pool = lahstats_worker::db::connect(database_url).expect("database");
+    let mut conn = pool.get().expect("connection");
+    lahstats_worker::db::queries::session_status(&mut conn, id).expect("status")
+}
+
 pub struct Daemon {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
@@ -103,6 +131,16 @@ impl Daemon {
 
     pub fn has_log(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// How many log lines contain `text`.
+    pub fn count_log(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
     }
 }
 
