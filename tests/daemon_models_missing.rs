@@ -69,15 +69,21 @@ fn missing_models_stop_intake_until_a_reload_loads_them() {
         daemon.wait_for_log("Pipeline not loaded", Duration::from_secs(60)),
         "no word of the models"
     );
+    // What `lahstats-worker stats --json` prints.
     let socket = dir.path().join("run/worker.sock");
-    let stats = || lahstats_worker::stats::socket::fetch_stats(&socket);
+    let stats = || {
+        lahstats_worker::stats::socket::request(&socket, "stats")
+            .map(|answer| answer["stats"].clone())
+    };
     assert!(wait_until(Duration::from_secs(10), || stats().is_ok()));
     let file_name = missing.file_name().unwrap().to_string_lossy().to_string();
-    let snapshot = stats().unwrap();
+    let pipeline = stats().unwrap()["pipeline"]
+        .as_str()
+        .unwrap_or("(none)")
+        .to_string();
     assert!(
-        snapshot.pipeline.starts_with("not loaded — ") && snapshot.pipeline.contains(&file_name),
-        "stats say pipeline: {}",
-        snapshot.pipeline
+        pipeline.starts_with("not loaded — ") && pipeline.contains(&file_name),
+        "stats say pipeline: {pipeline}"
     );
 
     let untouched = |redis: &mut redis::Connection| {
@@ -100,7 +106,7 @@ fn missing_models_stop_intake_until_a_reload_loads_them() {
         (waiting, inflight.len(), retrying, failed)
     };
     assert_eq!(untouched(&mut redis), (1, 0, 0, 0), "a job was taken");
-    assert_eq!(stats().unwrap().received, 0);
+    assert_eq!(stats().unwrap()["received"], 0);
     assert_eq!(session_status(&database.url, session).0, "processing");
 
     // `check` names the file and fails; Redis and the database are fine.

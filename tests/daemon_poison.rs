@@ -25,7 +25,7 @@ fn a_job_that_keeps_killing_its_worker_fails_after_three_deliveries() {
             ("DATABASE_URL", database.url.clone()),
             ("LAHSTATS_KEY_PREFIX", prefix.clone()),
             ("LAHSTATS_WORKER_ID", worker.to_string()),
-            ("LAHSTATS_HEARTBEAT_TTL", "2s".to_string()),
+            ("LAHSTATS_HEARTBEAT_TTL", "2".to_string()),
             (
                 "LAHSTATS_SOCKET",
                 dir.path()
