@@ -184,10 +184,13 @@ pub fn run(plan: ChaosPlan) -> ChaosReport {
 }
 
 /// The workers' settings for a chaos run: many quick retries, so a fault near a retry's due
-/// time does not exhaust them, and one inference thread each (several workers share the cores).
+/// time does not exhaust them; as many redeliveries, since kills aim at workers holding a job
+/// and a session may be hit more than twice by chance (the bound itself is
+/// tests/daemon_poison.rs's); and one inference thread each (several workers share the cores).
 fn chaos_env() -> Vec<(String, String)> {
     [
         ("LAHSTATS_MAX_RETRIES", "8"),
+        ("LAHSTATS_MAX_REDELIVERIES", "8"),
         ("LAHSTATS_RETRY_BASE_DELAY", "0.5"),
         ("LAHSTATS_DRAIN_TIMEOUT", "60"),
         ("OMP_NUM_THREADS", "1"),
