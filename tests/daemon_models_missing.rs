@@ -65,11 +65,21 @@ fn missing_models_stop_intake_until_a_reload_loads_them() {
         .unwrap();
 
     let mut daemon = Daemon::start(dir.path(), &["run"], &env);
+    let waiting = |redis: &mut redis::Connection| -> usize {
+        redis::cmd("LLEN")
+            .arg(format!("{prefix}:processing"))
+            .query(redis)
+            .unwrap()
+    };
+    // It says the models did not load — or it has taken the job.
     assert!(
-        daemon.wait_for_log("Pipeline not loaded", Duration::from_secs(60)),
+        wait_until(Duration::from_secs(60), || daemon
+            .has_log("Pipeline not loaded")
+            || waiting(&mut redis) == 0),
         "no word of the models"
     );
     // What `lahstats-worker stats --json` prints.
+    assert_eq!(waiting(&mut redis), 1, "the job was taken");
     let socket = dir.path().join("run/worker.sock");
     let stats = || {
         lahstats_worker::stats::socket::request(&socket, "stats")

@@ -28,35 +28,44 @@ fn results_finished_during_a_postgres_outage_are_committed_once_it_is_back() {
         futures::executor::block_on(workers.stats.send(GetStats)).unwrap()
     };
 
-    assert!(wait_until(Duration::from_secs(5), || stats().database_connected));
     queue_for(&config)
         .enqueue(&lahstats_worker::job::JobPayload::new(session).to_json())
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || !script
         .calls_for(session)
         .is_empty()));
+    let was_up = stats().database_connected;
     // The pipeline is mid-job; the database goes away before the results are committed.
     postgres.stop();
     let stopped = Instant::now();
+    let queue = queue_for(&config);
+    let mut conn = redis(&config);
+    let retrying = |conn: &mut redis::Connection| -> usize {
+        redis::cmd("ZCARD")
+            .arg(&queue.keys.retry)
+            .query(conn)
+            .unwrap()
+    };
+    // The Settler says it waits for the database — or the job went back for a retry.
     assert!(
-        wait_until(Duration::from_secs(20), || !stats().database_connected),
-        "the Settler never reported the database down"
+        wait_until(Duration::from_secs(20), || (was_up
+            && !stats().database_connected)
+            || retrying(&mut conn) > 0),
+        "the job's end was never attempted"
     );
     println!(
         "commit refused {:?} after the outage began",
         stopped.elapsed()
     );
-    let queue = queue_for(&config);
-    let mut conn = redis(&config);
     let len = |conn: &mut redis::Connection, key: &str| -> usize {
         redis::cmd("LLEN").arg(key).query(conn).unwrap()
     };
+    assert_eq!(
+        retrying(&mut conn),
+        0,
+        "turned into a retry: the pipeline would run again"
+    );
     assert_eq!(len(&mut conn, &queue.keys.inflight()), 1, "still in flight");
-    let retrying: usize = redis::cmd("ZCARD")
-        .arg(&queue.keys.retry)
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(retrying, 0, "not turned into a retry");
     assert_eq!(len(&mut conn, &queue.keys.failed), 0);
     postgres.start();
 
@@ -106,19 +115,28 @@ fn a_final_failure_during_a_postgres_outage_is_written_once_it_is_back() {
             .unwrap()
     };
 
-    assert!(wait_until(Duration::from_secs(5), || stats().database_connected));
     queue
         .enqueue(&lahstats_worker::job::JobPayload::new(session).to_json())
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || !script
         .calls_for(session)
         .is_empty()));
+    let was_up = stats().database_connected;
     postgres.stop();
 
-    // The attempt fails with the database down: either the Settler says it is waiting for the
-    // database, or (the old way) the job is already on the failed list.
+    // The attempt fails with the database down; then either the Settler says it is waiting for
+    // the database, or the job is already on the failed list.
     assert!(
-        wait_until(Duration::from_secs(20), || !stats().database_connected
+        wait_until(Duration::from_secs(10), || script
+            .failed
+            .lock()
+            .unwrap()
+            .contains(&session)),
+        "the pipeline never failed"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || (was_up
+            && !stats().database_connected)
             || !queue.failed_entries().unwrap().is_empty()),
         "the final failure was never settled"
     );

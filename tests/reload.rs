@@ -144,6 +144,9 @@ fn a_reload_renaming_the_queue_strands_nothing_in_the_old_in_flight_list() {
     worker
         .supervisor
         .do_send(Signal(signal_hook::consts::SIGHUP));
+    // Redis stays down a while longer: long enough for a reload that does not wait for the
+    // job's end to switch queues first.
+    std::thread::sleep(Duration::from_secs(2));
     server.restart();
 
     // The job's end is recorded, the worker moves to the new queue and takes from it.

@@ -134,9 +134,15 @@ fn a_panicking_settler_is_restarted_and_the_next_jobs_are_settled() {
     // Panics while the Processor works: the job's end reaches the restarted Settler.
     run.workers().settler.do_send(InjectPanic);
     run.wait_succeeded(1, "the job being processed during the panic");
-    let next = run.submit();
-    run.wait_succeeded(2, "the next job");
+    // The next job fails once: its retry is the Settler's to schedule and to bring back.
+    let next = register_session(&run.config, 1);
+    run.script.fail_transient.lock().unwrap().insert(next, 1);
+    queue_for(&run.config)
+        .enqueue(&JobPayload::new(next).to_json())
+        .unwrap();
+    run.wait_succeeded(2, "the next job, through a retry");
     assert_eq!(session_status(&run.config, next).0, "ready_for_claiming");
+    assert_eq!(run.script.calls_for(next).len(), 2);
     assert_eq!(run.in_flight(), 0);
     run.stop();
 }

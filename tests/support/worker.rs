@@ -74,6 +74,8 @@ pub struct Script {
     pub calls: Mutex<Vec<(uuid::Uuid, Instant)>>,
     /// Sessions fully processed (samples written), in order.
     pub completed: Mutex<Vec<uuid::Uuid>>,
+    /// Sessions whose analysis returned a scripted failure, in order.
+    pub failed: Mutex<Vec<uuid::Uuid>>,
 }
 
 impl Script {
@@ -124,6 +126,7 @@ impl SessionPipeline for ScriptedPipeline {
             if let Some(left) = failures.get_mut(&input.session_id) {
                 if *left > 0 {
                     *left -= 1;
+                    self.script.failed.lock().unwrap().push(input.session_id);
                     return Err(JobError::transient("scripted transient failure"));
                 }
             }
