@@ -1,5 +1,5 @@
 //! Which database `DATABASE_URL` names, the connection type that serves both backends, the
-//! pool the DbWriter draws from, and the embedded migrations run at start.
+//! pool the Processor and the Settler draw from, and the embedded migrations run at start.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,12 +176,12 @@ impl r2d2::ManageConnection for DbManager {
     }
 }
 
-/// The pool the DbWriters share.
+/// The pool the Processor and the Settler share.
 pub type DbPool = r2d2::Pool<DbManager>;
 /// A connection checked out of [`DbPool`].
 pub type PooledDbConnection = r2d2::PooledConnection<DbManager>;
 
-/// Pool sizing; the defaults suit one or two DbWriter threads.
+/// Pool sizing; the defaults suit the worker's two database users (Processor, Settler).
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub max_size: u32,
