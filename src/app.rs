@@ -251,59 +251,83 @@ impl Supervisor {
         let db_changed = new.database_url != self.config.database_url;
         let (workers, shared) = (self.workers.clone(), self.shared.clone());
         actix::spawn(async move {
-            let mut in_hand = workers
-                .listener
-                .send(listener::StopIntake { for_good: false })
-                .await
-                .unwrap_or(0);
-            while in_hand > 0 {
-                actix_rt::time::sleep(Duration::from_millis(100)).await;
-                in_hand = workers.listener.send(listener::InHand).await.unwrap_or(0);
-            }
+            wait_until_settled(&workers).await;
             let pool = if db_changed {
-                match crate::db::connect(&new.database_url)
-                    .and_then(|pool| crate::db::run_migrations(&pool).map(|_| pool))
-                {
-                    Ok(pool) => {
-                        write(&shared.pool, pool.clone());
-                        Some(pool)
-                    }
-                    Err(err) => {
-                        log::error!("Keeping the old database: the new one failed: {err}");
-                        None
-                    }
-                }
+                connect_new_database(&new, &shared)
             } else {
                 None
             };
             write(&shared.config, new.clone());
-            let keys = Keys::from_config(&new);
-            let _ = workers
-                .settler
-                .send(settle::Reconfigure {
-                    queue: RedisQueue::new(&new.redis_url, keys.clone()),
-                    pool: read(&shared.pool),
-                    policy: retry_policy(&new),
-                })
-                .await;
-            let _ = workers
-                .processor
-                .send(processor::Reload {
-                    factory,
-                    pool,
-                    settings: processor_settings(&new),
-                })
-                .await;
-            let _ = workers
-                .listener
-                .send(listener::ResumeIntake {
-                    queue: RedisQueue::new(&new.redis_url, keys),
-                    settings: listener_settings(&new),
-                })
-                .await;
+            apply(&workers, &shared, &new, factory, pool).await;
             supervisor.do_send(Reloaded(new));
         });
     }
+}
+
+/// Stops intake for a reload and waits until every job in hand is settled.
+async fn wait_until_settled(workers: &Workers) {
+    let mut in_hand = workers
+        .listener
+        .send(listener::StopIntake { for_good: false })
+        .await
+        .unwrap_or(0);
+    while in_hand > 0 {
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+        in_hand = workers.listener.send(listener::InHand).await.unwrap_or(0);
+    }
+}
+
+/// The reloaded configuration's database, connected and migrated; `None` (the old one stays)
+/// when that fails.
+fn connect_new_database(new: &Config, shared: &SharedState) -> Option<DbPool> {
+    match crate::db::connect(&new.database_url)
+        .and_then(|pool| crate::db::run_migrations(&pool).map(|_| pool))
+    {
+        Ok(pool) => {
+            write(&shared.pool, pool.clone());
+            Some(pool)
+        }
+        Err(err) => {
+            log::error!("Keeping the old database: the new one failed: {err}");
+            None
+        }
+    }
+}
+
+/// Hands the new configuration to the Settler, the Processor (which loads the models again
+/// when `factory` is new or they had not loaded) and last the QueueListener, which takes jobs
+/// again.
+async fn apply(
+    workers: &Workers,
+    shared: &SharedState,
+    new: &Config,
+    factory: Option<PipelineFactory>,
+    pool: Option<DbPool>,
+) {
+    let keys = Keys::from_config(new);
+    let _ = workers
+        .settler
+        .send(settle::Reconfigure {
+            queue: RedisQueue::new(&new.redis_url, keys.clone()),
+            pool: read(&shared.pool),
+            policy: retry_policy(new),
+        })
+        .await;
+    let _ = workers
+        .processor
+        .send(processor::Reload {
+            factory,
+            pool,
+            settings: processor_settings(new),
+        })
+        .await;
+    let _ = workers
+        .listener
+        .send(listener::ResumeIntake {
+            queue: RedisQueue::new(&new.redis_url, keys),
+            settings: listener_settings(new),
+        })
+        .await;
 }
 
 /// What decides whether the models must be loaded again: where they are, which Whisper, the

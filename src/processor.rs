@@ -12,9 +12,9 @@ use actix::prelude::*;
 use crate::db::queries::{self, Begin};
 use crate::db::{DbError, DbPool};
 use crate::error::JobError;
-use crate::job::{Completed, Outcome, Process, Settle, Taken};
-use crate::pipeline::{JobOptions, PipelineFactory, PipelineState, SessionPipeline};
-use crate::session::Stage;
+use crate::job::{Completed, JobPayload, Outcome, Process, Settle, Taken};
+use crate::pipeline::{Analysis, JobOptions, PipelineFactory, PipelineState, SessionPipeline};
+use crate::session::{SessionInput, SpeakerSample, Stage};
 use crate::stats::JobSummary;
 use crate::supervise::{guard, panic_message, InjectPanic};
 
@@ -176,51 +176,67 @@ impl Processor {
         let Some(payload) = &job.payload else {
             return Outcome::Failed(JobError::permanent("the job has no valid payload"));
         };
-        let pipeline = match self.pipeline.as_mut() {
-            Ok(pipeline) => pipeline,
-            Err(err) => return Outcome::Returned(format!("the pipeline is not loaded: {err}")),
-        };
+        if let Err(err) = &self.pipeline {
+            return Outcome::Returned(format!("the pipeline is not loaded: {err}"));
+        }
         let started = Instant::now();
-        let session_id = payload.session_id;
         let force = payload.force || self.settings.force_reclaim;
         let begun = self
             .pool
             .get()
             .map_err(DbError::from)
-            .and_then(|mut conn| queries::begin_attempt(&mut conn, session_id, force));
+            .and_then(|mut conn| queries::begin_attempt(&mut conn, payload.session_id, force));
         let input = match begun {
             Ok(Begin::Started(input)) => input,
             Ok(Begin::LeftAlone(reason)) => return Outcome::Finished(reason.to_string()),
             Err(err) => return Outcome::Failed(err.into()),
         };
-        let rule = "=".repeat(70);
-        log::info!("{rule}");
-        log::info!("🎬 Processing session: {session_id}");
-        log::info!(
-            "   Queued at: {}",
-            payload.queued_at.as_deref().unwrap_or("?")
-        );
-        log::info!("{}", "-".repeat(70));
-        log_pickup_latency(payload);
+        log_start(payload);
+        let analysed = self
+            .options(payload)
+            .and_then(|options| self.run_pipeline(&input, &options));
+        match analysed {
+            Ok((analysis, samples)) => {
+                let summary = summarize(&analysis, started.elapsed().as_secs_f64());
+                Outcome::Completed(Box::new(Completed {
+                    results: analysis.results,
+                    samples,
+                    summary,
+                    force,
+                }))
+            }
+            Err(err) => Outcome::Failed(err),
+        }
+    }
 
-        let words = self
+    /// The job's settings: its own speaker bounds, else the configuration's; the app's target
+    /// words, else the built-in list.
+    fn options(&self, payload: &JobPayload) -> Result<JobOptions, JobError> {
+        let mut target_words = self
             .pool
             .get()
             .map_err(DbError::from)
-            .and_then(|mut conn| queries::active_target_words(&mut conn));
-        let mut target_words = match words {
-            Ok(words) => words,
-            Err(err) => return Outcome::Failed(err.into()),
-        };
+            .and_then(|mut conn| queries::active_target_words(&mut conn))?;
         if target_words.is_empty() {
             target_words = crate::singlish::builtin_target_words();
         }
-        let options = JobOptions {
+        Ok(JobOptions {
             min_speakers: payload.min_speakers.or(self.settings.min_speakers),
             max_speakers: payload.max_speakers.or(self.settings.max_speakers),
             target_words,
-        };
-        let pool = &self.pool;
+        })
+    }
+
+    /// Analysis, then the sample clips and the joined audio, written (uploaded) before anything
+    /// is committed: the Settler commits results, sample URLs and status together. Progress
+    /// goes to the app's bar as it comes.
+    fn run_pipeline(
+        &mut self,
+        input: &SessionInput,
+        options: &JobOptions,
+    ) -> Result<(Analysis, Vec<SpeakerSample>), JobError> {
+        let pipeline = self.pipeline.as_mut().map_err(|err| err.clone())?;
+        let (pool, session_id) = (&self.pool, input.session_id);
         let mut last_stage = None;
         let mut paused_until: Option<Instant> = None;
         let mut progress = |stage: Stage, percent: u8| {
@@ -241,34 +257,33 @@ impl Processor {
                 paused_until = Some(Instant::now() + PROGRESS_PAUSE);
             }
         };
-        let mut analysis = match pipeline.analyze(&input, &options, &mut progress) {
-            Ok(analysis) => analysis,
-            Err(err) => return Outcome::Failed(err),
-        };
-        // The sample clips and the joined audio are written (uploaded) before anything is
-        // committed: the Settler commits results, sample URLs and status together.
+        let mut analysis = pipeline.analyze(input, options, &mut progress)?;
         progress(Stage::SavingResults, 0);
         let sampling = Instant::now();
-        let samples = match pipeline.write_samples(&analysis, &mut progress) {
-            Ok(samples) => samples,
-            Err(err) => return Outcome::Failed(err),
-        };
+        let samples = pipeline.write_samples(&analysis, &mut progress)?;
         analysis
             .stage_seconds
             .push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));
-        let summary = summarize(&analysis, started.elapsed().as_secs_f64());
-        Outcome::Completed(Box::new(Completed {
-            results: analysis.results,
-            samples,
-            summary,
-            force,
-        }))
+        Ok((analysis, samples))
     }
+}
+
+/// The banner of a job's log: which session, queued when.
+fn log_start(payload: &JobPayload) {
+    let rule = "=".repeat(70);
+    log::info!("{rule}");
+    log::info!("🎬 Processing session: {}", payload.session_id);
+    log::info!(
+        "   Queued at: {}",
+        payload.queued_at.as_deref().unwrap_or("?")
+    );
+    log::info!("{}", "-".repeat(70));
+    log_pickup_latency(payload);
 }
 
 /// When the enqueuer stamped the job (`enqueued_at_ms`, an extra field load tests add), how long
 /// it waited before processing started; scripts/load reads this line.
-fn log_pickup_latency(payload: &crate::job::JobPayload) {
+fn log_pickup_latency(payload: &JobPayload) {
     if let Some(enqueued_ms) = payload
         .extra
         .get("enqueued_at_ms")
@@ -282,7 +297,7 @@ fn log_pickup_latency(payload: &crate::job::JobPayload) {
     }
 }
 
-fn summarize(analysis: &crate::pipeline::Analysis, processing_seconds: f64) -> JobSummary {
+fn summarize(analysis: &Analysis, processing_seconds: f64) -> JobSummary {
     let results = &analysis.results;
     JobSummary {
         session_id: results.session_id.to_string(),

@@ -7,6 +7,7 @@
 //! may block); this module imports none of the actors.
 
 pub mod connection;
+pub mod lifecycle;
 pub mod models;
 pub mod queries;
 pub mod schema;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::client::RedisQueue;
+use super::link::Link;
 use crate::error::JobError;
 use crate::job::{self, Outcome, Process, Settle, Settled, Taken};
 use crate::pipeline::PipelineState;
@@ -74,11 +75,7 @@ pub struct QueueListener {
     handover: Handover<Intake>,
     /// Whether a Poll with the current token is on its way.
     polling: bool,
-    connected: bool,
-    /// Whether the current outage has been logged (once per outage, not once per attempt).
-    announced_down: bool,
-    reconnect_delay: Duration,
-    next_reconnect: Instant,
+    link: Link,
     last_heartbeat: Option<Instant>,
     last_reap: Option<Instant>,
 }
@@ -102,10 +99,7 @@ impl QueueListener {
             intake: handover.take().unwrap_or_default(),
             handover,
             polling: false,
-            connected: false,
-            announced_down: false,
-            reconnect_delay: Duration::from_millis(250),
-            next_reconnect: Instant::now(),
+            link: Link::default(),
             last_heartbeat: None,
             last_reap: None,
         }
@@ -196,7 +190,7 @@ impl Handler<Tick> for QueueListener {
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) {
         guard("QueueListener", ctx, || {
-            if self.connected || self.try_connect() {
+            if self.link.connected || self.try_connect() {
                 self.recover_once();
                 self.keep_alive();
             }
@@ -320,12 +314,9 @@ impl QueueListener {
         if !self.may_take() {
             return;
         }
-        if !self.connected && !self.try_connect() {
+        if !self.link.connected && !self.try_connect() {
             // Wait out part of the backoff here; the mailbox stays responsive between polls.
-            let wait = self
-                .next_reconnect
-                .saturating_duration_since(Instant::now());
-            std::thread::sleep(wait.min(TAKE_WAIT));
+            std::thread::sleep(self.link.wait().min(TAKE_WAIT));
             return;
         }
         self.recover_once();
@@ -339,35 +330,49 @@ impl QueueListener {
     /// A freshly taken job goes to the Processor, or straight to the Settler when it cannot run.
     fn dispatch(&mut self, raw: String, me: &Addr<Self>) {
         self.stats.do_send(JobReceived);
-        let parsed = job::parse(&raw, self.settings.max_payload_bytes);
-        let session = parsed.as_ref().ok().map(|p| p.session_id.to_string());
-        self.intake.in_hand.push((raw.clone(), session.clone()));
+        let (job, ends_now) = self.examine(raw);
+        let session = job.session_id().map(|id| id.to_string());
+        self.intake.in_hand.push((job.raw.clone(), session));
         self.report_state();
-        let payload = match parsed {
+        let reply_to = me.clone().recipient();
+        match ends_now {
+            Some(outcome) => self.settler.do_send(Settle {
+                job,
+                outcome,
+                reply_to,
+            }),
+            None => {
+                log_received(&job, self.settings.max_redeliveries);
+                self.processor.do_send(Process { job, reply_to });
+            }
+        }
+    }
+
+    /// Reads a job just taken: `None` when it may run, else the outcome it ends with at once —
+    /// malformed, taken back from dying workers too often, or held by another worker.
+    fn examine(&mut self, raw: String) -> (Taken, Option<Outcome>) {
+        let payload = match job::parse(&raw, self.settings.max_payload_bytes) {
             Ok(payload) => payload,
             Err(error) => {
                 log::error!("❌ Rejected a malformed job: {error}");
-                let taken = Taken {
+                let job = Taken {
                     raw,
                     payload: None,
                     redeliveries: 0,
                 };
-                return self.settle(taken, Outcome::Failed(error), me);
+                return (job, Some(Outcome::Failed(error)));
             }
         };
-        let redeliveries = match self.queue.redeliveries(&raw) {
-            Ok(n) => n,
-            Err(err) => {
-                self.connection_lost(&err);
-                0
-            }
-        };
-        let taken = Taken {
+        let redeliveries = self.queue.redeliveries(&raw).unwrap_or_else(|err| {
+            self.connection_lost(&err);
+            0
+        });
+        let session = payload.session_id.to_string();
+        let job = Taken {
             raw,
             payload: Some(payload),
             redeliveries,
         };
-        let session = session.unwrap_or_default();
         if redeliveries > self.settings.max_redeliveries {
             let error = JobError::permanent(format!(
                 "the worker died while processing this job {redeliveries} times (killed, out of \
@@ -375,45 +380,22 @@ impl QueueListener {
                 self.settings.max_redeliveries
             ));
             log::error!("☠️  Session {session}: {error}");
-            return self.settle(taken, Outcome::Failed(error), me);
+            return (job, Some(Outcome::Failed(error)));
         }
         match self.queue.lock_session(&session, self.lock_ttl()) {
-            Ok(true) => {}
+            Ok(true) => (job, None),
             Ok(false) => {
                 log::warn!("👯 Session {session} is already being processed by another worker; dropping this duplicate job");
-                return self.settle(taken, Outcome::HeldElsewhere, me);
+                (job, Some(Outcome::HeldElsewhere))
             }
             Err(err) => {
                 // Can't tell whether someone else holds it; the row-locked check in the
                 // database keeps a finished session safe, so run it rather than strand it.
                 log::warn!("Could not lock session {session} ({err}); processing it anyway");
                 self.connection_lost(&err);
+                (job, None)
             }
         }
-        let attempt = taken.attempts();
-        if redeliveries > 0 {
-            log::warn!(
-                "📥 Job received: session {session} (attempt {attempt}, delivery {} — the worker \
-                 holding it died {redeliveries} time(s); at most {} redeliveries)",
-                redeliveries + 1,
-                self.settings.max_redeliveries
-            );
-        } else {
-            log::info!("📥 Job received: session {session} (attempt {attempt})");
-        }
-        log::debug!("Job payload: {}", taken.raw);
-        self.processor.do_send(Process {
-            job: taken,
-            reply_to: me.clone().recipient(),
-        });
-    }
-
-    fn settle(&mut self, job: Taken, outcome: Outcome, me: &Addr<Self>) {
-        self.settler.do_send(Settle {
-            job,
-            outcome,
-            reply_to: me.clone().recipient(),
-        });
     }
 
     /// Requeues what an earlier process under this worker id left in its in-flight list (it died
@@ -444,7 +426,7 @@ impl QueueListener {
             self.intake.leaving = Some(old);
         }
         self.settings = resume.settings;
-        self.connected = false;
+        self.link.connected = false;
         self.intake.draining = false;
         self.last_heartbeat = None;
         if self.try_connect() {
@@ -474,6 +456,22 @@ impl QueueListener {
         }
         log::info!("QueueListener stopped");
     }
+}
+
+/// "Job received", with the delivery when the job comes back from a worker that died.
+fn log_received(job: &Taken, max_redeliveries: u32) {
+    let (session, attempt) = (job.session_text(), job.attempts());
+    if job.redeliveries > 0 {
+        log::warn!(
+            "📥 Job received: session {session} (attempt {attempt}, delivery {} — the worker \
+             holding it died {} time(s); at most {max_redeliveries} redeliveries)",
+            job.redeliveries + 1,
+            job.redeliveries
+        );
+    } else {
+        log::info!("📥 Job received: session {session} (attempt {attempt})");
+    }
+    log::debug!("Job payload: {}", job.raw);
 }
 
 // ---- upkeep ----
@@ -533,7 +531,7 @@ impl QueueListener {
     }
 
     fn report_state(&mut self) {
-        let depths = if self.connected {
+        let depths = if self.link.connected {
             self.queue.depths().ok()
         } else {
             None
@@ -550,7 +548,7 @@ impl QueueListener {
     }
 
     fn try_connect(&mut self) -> bool {
-        if Instant::now() < self.next_reconnect {
+        if !self.link.may_try() {
             return false;
         }
         match self
@@ -559,22 +557,15 @@ impl QueueListener {
             .and_then(|_| self.queue.ping())
         {
             Ok(()) => {
-                if !self.connected && self.last_heartbeat.is_some() {
+                if !self.link.connected && self.last_heartbeat.is_some() {
                     // Back after an outage: every worker's heartbeat may have expired meanwhile.
                     // Reap only after one TTL, by when the live ones have beaten again (their
                     // reconnect backoff is capped below a third of the TTL).
                     self.last_reap = Some(Instant::now());
                 }
-                if !self.connected {
-                    self.announced_down = false;
-                    log::info!(
-                        "✅ Redis connection established ({})",
-                        crate::config::mask_url(self.queue.url())
-                    );
+                if self.link.up(self.queue.url()) {
                     self.stats.do_send(ConnectionState::Redis(true));
                 }
-                self.connected = true;
-                self.reconnect_delay = Duration::from_millis(250);
                 true
             }
             Err(err) => {
@@ -584,23 +575,15 @@ impl QueueListener {
         }
     }
 
-    /// Logs a lost connection once per outage and backs off before the next attempt.
+    /// A lost connection backs off (under a third of the heartbeat TTL); a refused command is
+    /// logged.
     fn connection_lost(&mut self, err: &super::QueueError) {
         if !err.is_connection_lost() {
-            log::error!("Redis refused a command: {err}");
-            return;
+            return log::error!("Redis refused a command: {err}");
         }
-        if self.announced_down {
-            log::debug!("Redis still unreachable: {err}");
-        } else {
-            log::error!("🔌 Lost the Redis connection: {err}; reconnecting with backoff");
+        let cap = MAX_RECONNECT_DELAY.min(self.settings.heartbeat_ttl / 3);
+        if self.link.down(err, cap) {
             self.stats.do_send(ConnectionState::Redis(false));
-            self.announced_down = true;
         }
-        self.connected = false;
-        self.next_reconnect = Instant::now() + self.reconnect_delay;
-        self.reconnect_delay = (self.reconnect_delay * 2)
-            .min(MAX_RECONNECT_DELAY)
-            .min(self.settings.heartbeat_ttl / 3);
     }
 }

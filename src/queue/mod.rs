@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod keys;
+mod link;
 pub mod listener;
 pub mod record;
 
