@@ -169,3 +169,71 @@ pub enum Format {
     Json,
     Rttm,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str], dotenv: &[(&str, &str)], env: &[&str]) -> Result<Cli, clap::Error> {
+        let args = args.iter().map(OsString::from).collect();
+        let dotenv = dotenv
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Cli::load_from(args, &dotenv, |key| env.contains(&key))
+    }
+
+    #[test]
+    fn dotenv_is_the_last_source_and_the_environment_is_left_alone() {
+        let dotenv = [
+            ("LAHSTATS_MAX_RETRIES", "7"),
+            ("LAHSTATS_HEARTBEAT_TTL", "45s"),
+            ("LAHSTATS_FORCE_RECLAIM", "true"),
+            ("LAHSTATS_QUEUE", "from-dotenv"),
+            ("SOMETHING_ELSE", "ignored"),
+        ];
+        let cli = load(&["lahstats-worker", "run"], &dotenv, &[]).unwrap();
+        assert_eq!(cli.config.max_retries, 7);
+        assert_eq!(cli.config.heartbeat_ttl, std::time::Duration::from_secs(45));
+        assert!(cli.config.force_reclaim);
+        assert_eq!(cli.config.queue.as_deref(), Some("from-dotenv"));
+        // Nothing was written into the process environment.
+        for (key, _) in dotenv {
+            assert!(std::env::var_os(key).is_none(), "{key} was set");
+        }
+
+        // A flag beats .env; a variable set in the environment beats it too (and then clap
+        // reads the environment itself).
+        let cli = load(
+            &["lahstats-worker", "--max-retries=2", "run"],
+            &dotenv,
+            &["LAHSTATS_QUEUE"],
+        )
+        .unwrap();
+        assert_eq!(cli.config.max_retries, 2);
+        assert_eq!(cli.config.queue, None);
+        let cli = load(
+            &["lahstats-worker", "run"],
+            &[("LAHSTATS_FORCE_RECLAIM", "false")],
+            &[],
+        )
+        .unwrap();
+        assert!(!cli.config.force_reclaim);
+        assert!(matches!(cli.command, Command::Run));
+    }
+
+    #[test]
+    fn a_bad_duration_in_dotenv_is_refused_naming_it() {
+        let err = load(
+            &["lahstats-worker", "run"],
+            &[("LAHSTATS_DRAIN_TIMEOUT", "inf")],
+            &[],
+        )
+        .expect_err("refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("--drain-timeout") && text.contains("not a finite duration"),
+            "{text}"
+        );
+    }
+}
