@@ -19,6 +19,7 @@ pub mod session;
 pub mod singlish;
 pub mod speech;
 pub mod stats;
+pub mod storage;
 pub mod supervise;
 
 /// The worker's version, as Cargo knows it.
