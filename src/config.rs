@@ -166,6 +166,11 @@ pub struct Config {
     #[arg(long, env = "LAHSTATS_PUBLIC_URL_BASE", global = true)]
     pub public_url_base: Option<String>,
 
+    /// A PEM file of the CA(s) a rediss:// server's certificate must chain to, instead of the
+    /// system's trust store (or the file SSL_CERT_FILE names).
+    #[arg(long, env = "LAHSTATS_REDIS_CA_CERT", global = true)]
+    pub redis_ca_cert: Option<PathBuf>,
+
     /// Longest session accepted, in seconds of audio.
     #[arg(
         long,

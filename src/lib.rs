@@ -21,6 +21,7 @@ pub mod speech;
 pub mod stats;
 pub mod storage;
 pub mod supervise;
+pub mod tls;
 
 /// The worker's version, as Cargo knows it.
 pub fn version() -> &'static str {

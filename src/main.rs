@@ -11,6 +11,10 @@ fn main() -> ExitCode {
     Config::load_dotenv();
     lahstats_worker::logging::init();
     let cli = Cli::parse();
+    if let Some(ca) = &cli.config.redis_ca_cert {
+        // Before any thread starts: every Redis client of the process reads it from here.
+        std::env::set_var(lahstats_worker::tls::REDIS_CA_ENV, ca);
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {
