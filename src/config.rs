@@ -116,7 +116,8 @@ pub struct Config {
     )]
     pub max_payload_bytes: usize,
 
-    /// Root directory for relative chunk paths, and where processed files (samples) are written.
+    /// The local store, used when neither LAHSTATS_STORAGE_URL nor SUPABASE_URL is set: root
+    /// directory of relative chunk paths, and where processed files (samples) are written.
     #[arg(
         long,
         env = "LAHSTATS_STORAGE_DIR",

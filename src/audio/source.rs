@@ -260,6 +260,39 @@ mod tests {
     }
 
     #[test]
+    fn relative_locations_are_keys_in_the_configured_store() {
+        let local = AudioOptions {
+            store: Some(std::sync::Arc::new(crate::storage::Store::local(
+                "/srv/chunks",
+            ))),
+            ..AudioOptions::default()
+        };
+        assert_eq!(
+            Source::resolve("sessions/a/chunks/chunk_0000_1.m4a", &local),
+            Source::Local(PathBuf::from(
+                "/srv/chunks/sessions/a/chunks/chunk_0000_1.m4a"
+            ))
+        );
+        let store = crate::storage::Store::supabase("https://p.supabase.co/storage/v1", "b", "k");
+        let remote = AudioOptions {
+            store: Some(std::sync::Arc::new(store.expect("store"))),
+            ..AudioOptions::default()
+        };
+        assert!(matches!(
+            Source::resolve("sessions/a/chunks/chunk_0000_1.m4a", &remote),
+            Source::Stored { key, .. } if key == "sessions/a/chunks/chunk_0000_1.m4a"
+        ));
+        assert_eq!(
+            Source::resolve("/tmp/x.wav", &remote),
+            Source::Local(PathBuf::from("/tmp/x.wav"))
+        );
+        assert!(matches!(
+            Source::resolve("https://cdn/x.m4a", &remote),
+            Source::Remote(_)
+        ));
+    }
+
+    #[test]
     fn server_errors_are_transient_and_missing_objects_permanent() {
         let remote = Source::Remote("http://h/x".into());
         assert!(matches!(

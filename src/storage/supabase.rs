@@ -87,7 +87,7 @@ impl SupabaseStore {
     }
 
     pub(crate) fn api(&self) -> &str {
-        self.api.as_str()
+        self.api.as_str().trim_end_matches('/')
     }
 
     /// `<api>/object/<route…>/<bucket>/<key>`, each segment percent-encoded.
@@ -175,7 +175,7 @@ impl SupabaseStore {
 
     fn failure_for(&self, key: &str) -> Failure {
         Failure {
-            endpoint: self.api.to_string(),
+            endpoint: self.api().to_string(),
             bucket: self.bucket.clone(),
             key: key.to_string(),
         }
