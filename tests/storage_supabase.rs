@@ -181,3 +181,46 @@ fn uploads_replace_and_downloads_stream_the_same_bytes() {
     assert_eq!(status, 200);
     assert!(body == second);
 }
+
+#[test]
+fn every_container_a_phone_or_browser_uploads_decodes_from_the_store_as_from_disk() {
+    let server = supabase();
+    let bucket = unique("formats");
+    server.create_bucket(&bucket, false);
+    let store =
+        std::sync::Arc::new(Store::supabase(&server.url, &bucket, &server.service_key).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let wav = support::audio::tone(dir.path(), "tone.wav", 440.0, 2.0, 44_100, 0.5);
+    let stored = lahstats_worker::audio::AudioOptions {
+        store: Some(store.clone()),
+        ..Default::default()
+    };
+    // Streamed (WAV, WebM, Ogg) and spooled (MP3, M4A with its index last, CAF).
+    let formats: [(&str, &[&str]); 6] = [
+        ("wav", &[]),
+        ("webm", &["-c:a", "libopus"]),
+        ("ogg", &["-c:a", "libvorbis"]),
+        ("mp3", &["-c:a", "libmp3lame"]),
+        ("m4a", &["-c:a", "aac"]),
+        ("caf", &["-c:a", "alac"]),
+    ];
+    for (ext, args) in formats {
+        let file = support::audio::ffmpeg(&wav, &dir.path().join(format!("chunk.{ext}")), args);
+        let key = format!("sessions/s1/chunks/chunk_0000_1.{ext}");
+        store
+            .upload_file(&key, &file, lahstats_worker::storage::content_type_for(ext))
+            .unwrap();
+        let local =
+            lahstats_worker::audio::decode_file(&file.display().to_string(), &Default::default())
+                .unwrap();
+        let remote = lahstats_worker::audio::decode_file(&key, &stored)
+            .unwrap_or_else(|err| panic!("{ext}: {err}"));
+        let differing = remote.iter().zip(&local).filter(|(a, b)| a != b).count();
+        assert!(
+            remote == local,
+            "{ext}: the same bytes decode to the same samples ({} vs {} samples, {differing} differ)",
+            remote.len(),
+            local.len()
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! A chunk from the object store, handed to FFmpeg as it downloads: streamed through a custom
 //! I/O context, or first spooled to an anonymous temporary file when its container needs
 //! seeking — an MP4/M4A whose index (`moov`) comes after the audio (`mdat`), as phones write
-//! them, or a CAF. The bytes are never held in memory whole.
+//! them, a CAF, an MP3. The bytes are never held in memory whole.
 
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,11 @@ pub(crate) enum Opening {
 /// spooled too: a temporary file always works, a stream only mostly.
 pub(crate) fn needs_seeking(head: &[u8]) -> bool {
     if head.starts_with(b"caff") {
+        return true;
+    }
+    // MPEG audio (MP3, ADTS): FFmpeg trims an MP3's encoder padding only when it can seek (a
+    // streamed one decoded 12.5 ms longer than the same file from disk).
+    if head.starts_with(b"ID3") || matches!(head, [0xFF, second, ..] if second & 0xE0 == 0xE0) {
         return true;
     }
     if head.get(4..8) != Some(b"ftyp") {
@@ -199,6 +204,8 @@ mod tests {
         // Undecided within what was read: spool.
         assert!(needs_seeking(&phone[..40]));
         assert!(needs_seeking(b"caff\0\x01\0\0"));
+        assert!(needs_seeking(b"ID3\x04\0\0"));
+        assert!(needs_seeking(&[0xFF, 0xFB, 0x90, 0x64]));
         assert!(!needs_seeking(b"RIFF\x24\0\0\0WAVEfmt "));
         assert!(!needs_seeking(b"OggS\0\x02"));
         assert!(!needs_seeking(b""));
