@@ -243,7 +243,7 @@ impl Supervisor {
             Err(err) => return log::error!("Reload refused, configuration unchanged: {err}"),
         };
         self.reload_in_progress = true;
-        let factory = (models_signature(&new) != models_signature(&self.config)).then(|| {
+        let factory = (pipeline_signature(&new) != pipeline_signature(&self.config)).then(|| {
             let factory = (self.reloading.pipeline)(&new);
             write(&self.shared.factory, factory.clone());
             factory
@@ -304,6 +304,7 @@ async fn apply(
     factory: Option<PipelineFactory>,
     pool: Option<DbPool>,
 ) {
+    crate::tls::set_redis_ca_file(new.redis_ca_cert.clone());
     let keys = Keys::from_config(new);
     let _ = workers
         .settler
@@ -330,14 +331,28 @@ async fn apply(
         .await;
 }
 
-/// What decides whether the models must be loaded again: where they are, which Whisper, the
-/// device, and the manifest's size and time (scripts/prepare-models rewrites it).
-fn models_signature(config: &Config) -> String {
+/// What decides whether the pipeline must be built again: where the models are, which Whisper,
+/// the device, the manifest's size and time (scripts/prepare-models rewrites it), and the object
+/// store the pipeline reads chunks from and publishes processed files to. Compared in memory
+/// only: it holds the storage key and is never logged.
+fn pipeline_signature(config: &Config) -> String {
     let manifest = std::fs::metadata(config.models_dir.join("manifest.json"))
         .ok()
         .map(|m| format!("{}:{:?}", m.len(), m.modified().ok()));
+    let store = (
+        &config.storage_dir,
+        &config.storage_url,
+        &config.supabase_url,
+        &config.supabase_storage_url,
+        config
+            .supabase_service_role_key
+            .as_ref()
+            .map(|key| key.expose()),
+        &config.storage_bucket,
+        &config.public_url_base,
+    );
     format!(
-        "{}|{}|{}|{manifest:?}",
+        "{}|{}|{}|{manifest:?}|{store:?}",
         config.models_dir.display(),
         config.whisper_model,
         config.device

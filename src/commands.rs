@@ -12,6 +12,8 @@ use crate::stats::socket;
 
 /// `run`: the daemon in the foreground until SIGTERM/SIGINT.
 pub fn run(config: Config) -> Result<u8, String> {
+    // A storage setting that cannot work stops the start, rather than failing every job.
+    crate::storage::Store::from_config(&config).map_err(|e| e.to_string())?;
     let device =
         crate::inference::device::select_device(&config.device).map_err(|e| e.to_string())?;
     let description = crate::inference::device::describe(device);
@@ -189,7 +191,8 @@ pub fn models_check(config: &Config) -> Result<u8, String> {
     Ok(if report.ok { 0 } else { 1 })
 }
 
-/// `submit`: store the files as the API stores chunks, register the session, enqueue it.
+/// `submit`: store the files as the API stores chunks (in the configured store, at the app's
+/// paths), register the session, enqueue it.
 pub fn submit(
     config: &Config,
     files: &[PathBuf],
@@ -197,10 +200,14 @@ pub fn submit(
     wait: bool,
 ) -> Result<u8, String> {
     let session_id = session_id.unwrap_or_else(uuid::Uuid::new_v4);
+    let store = crate::storage::Store::from_config(config).map_err(|e| e.to_string())?;
     let mut chunks = Vec::new();
     for (number, file) in files.iter().enumerate() {
-        let stored = store_chunk(config, session_id, number, file)?;
-        let duration = crate::audio::probe_duration(&stored, &audio_options(config)).ok();
+        // Absolute, so a relative name is not taken for a key in the store.
+        let local = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        let duration =
+            crate::audio::probe_duration(&local.to_string_lossy(), &audio_options(config)).ok();
+        let stored = store_chunk(&store, session_id, number, file)?;
         chunks.push((number as i32, stored, duration));
     }
     let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
@@ -221,9 +228,10 @@ pub fn submit(
     Ok(0)
 }
 
-/// Copies one file under the storage root where the API would put it; returns its storage path.
+/// Uploads one file where the API puts chunks (`sessions/<id>/chunks/chunk_NNNN_<timestamp><ext>`)
+/// with the MIME type of its extension; returns its storage path.
 fn store_chunk(
-    config: &Config,
+    store: &crate::storage::Store,
     session_id: uuid::Uuid,
     number: usize,
     file: &Path,
@@ -232,14 +240,11 @@ fn store_chunk(
         .extension()
         .map(|e| format!(".{}", e.to_string_lossy()))
         .unwrap_or_default();
-    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
-    let storage_path = format!("sessions/{session_id}/chunks/chunk_{number:04}_{stamp}{ext}");
-    let dest = config.storage_dir.join(&storage_path);
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    std::fs::copy(file, &dest).map_err(|e| format!("cannot copy {}: {e}", file.display()))?;
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let storage_path = crate::storage::chunk_key(session_id, number, &stamp, &ext);
+    store
+        .upload_file(&storage_path, file, crate::storage::content_type_for(&ext))
+        .map_err(|e| format!("cannot store {}: {e}", file.display()))?;
     Ok(storage_path)
 }
 

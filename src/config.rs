@@ -129,7 +129,8 @@ pub struct Config {
     )]
     pub max_payload_bytes: usize,
 
-    /// Root directory for relative chunk paths, and where processed files (samples) are written.
+    /// The local store, used when neither LAHSTATS_STORAGE_URL nor SUPABASE_URL is set: root
+    /// directory of relative chunk paths, and where processed files (samples) are written.
     #[arg(
         long,
         env = "LAHSTATS_STORAGE_DIR",
@@ -137,6 +138,52 @@ pub struct Config {
         global = true
     )]
     pub storage_dir: PathBuf,
+
+    /// Object storage for chunks and processed files: s3://<bucket>[/<prefix>] for any
+    /// S3-compatible service (credentials, region and endpoint from the standard AWS_* variables:
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP).
+    /// Unset: Supabase Storage when SUPABASE_URL is set, else the local storage directory.
+    #[arg(long, env = "LAHSTATS_STORAGE_URL", global = true)]
+    pub storage_url: Option<String>,
+
+    /// The app's Supabase project URL (https://<project>.supabase.co): chunks are downloaded from
+    /// and processed files uploaded to its Storage API.
+    #[arg(long, env = "SUPABASE_URL", global = true)]
+    pub supabase_url: Option<String>,
+
+    /// The Supabase Storage API base (default: $SUPABASE_URL/storage/v1).
+    #[arg(long, env = "SUPABASE_STORAGE_URL", global = true)]
+    pub supabase_storage_url: Option<String>,
+
+    /// The Supabase service-role key, sent as `Authorization: Bearer` and `apikey`. Prefer the
+    /// environment or .env to the flag (a flag shows in the process list); never logged.
+    #[arg(
+        long,
+        env = "SUPABASE_SERVICE_ROLE_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub supabase_service_role_key: Option<Secret>,
+
+    /// The Supabase Storage bucket holding the app's chunks and processed files.
+    #[arg(
+        long,
+        env = "STORAGE_BUCKET",
+        default_value = "audio-chunks",
+        global = true
+    )]
+    pub storage_bucket: String,
+
+    /// Public URLs of processed files become <base>/<storage path> (default: the store's own:
+    /// Supabase's /object/public/ URL, the S3 bucket's URL, the storage path for the local
+    /// directory).
+    #[arg(long, env = "LAHSTATS_PUBLIC_URL_BASE", global = true)]
+    pub public_url_base: Option<String>,
+
+    /// A PEM file of the CA(s) a rediss:// server's certificate must chain to, instead of the
+    /// system's trust store (or the file SSL_CERT_FILE names).
+    #[arg(long, env = "LAHSTATS_REDIS_CA_CERT", global = true)]
+    pub redis_ca_cert: Option<PathBuf>,
 
     /// Longest session accepted, in audio time (4h, 90m, or plain seconds).
     #[arg(
@@ -303,6 +350,31 @@ fn parse_heartbeat_ttl(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} is shorter than the 1s minimum"));
     }
     Ok(ttl)
+}
+
+/// A credential from the configuration: its Debug output is `***`, so printing a `Config`
+/// cannot leak it. [`Secret::expose`] hands the value to the one client that sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(value.to_string()))
+    }
 }
 
 /// `<hostname>-<pid>`: unique per live process on a host.

@@ -63,3 +63,18 @@ impl<E: Classify> From<E> for JobError {
         }
     }
 }
+
+/// An error and its causes on one line ("error sending request: …: Connection refused").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

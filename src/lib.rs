@@ -20,7 +20,9 @@ pub mod settle;
 pub mod singlish;
 pub mod speech;
 pub mod stats;
+pub mod storage;
 pub mod supervise;
+pub mod tls;
 
 /// The worker's version, as Cargo knows it.
 pub fn version() -> &'static str {

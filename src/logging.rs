@@ -50,7 +50,7 @@ pub fn banner(config: &Config, device: &str) {
     log::info!("🔌 Redis URL: {}", mask_url(&config.redis_url));
     log::info!("🗄️  Database: {}", mask_url(&config.database_url));
     log::info!("🧠 Models: {} on {device}", config.models_dir.display());
-    log::info!("📁 Storage: {}", config.storage_dir.display());
+    log::info!("📁 Storage: {}", crate::storage::describe_config(config));
     log::info!("🔧 Stats socket: {}", config.socket.display());
     log::info!("{rule}");
 }

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    lahstats_worker::tls::set_redis_ca_file(cli.config.redis_ca_cert.clone());
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(message) => {

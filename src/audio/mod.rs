@@ -10,17 +10,21 @@
 
 mod clip;
 mod decode;
+mod fetch;
+mod publish;
 mod resample;
 mod session;
 mod source;
 
 use std::path::PathBuf;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use crate::error::{Classify, ErrorKind};
+use crate::storage::{StorageError, Store};
 
 pub use clip::{write_wav, write_wav_clip};
 pub use decode::{decode_file, probe_duration};
+pub use publish::{publish_wav, publish_wav_clip};
 pub use session::{decode_session, SessionAudio};
 
 /// Every decoded sample comes out at this rate, mono: what the VAD, embedder and Whisper expect.
@@ -29,8 +33,11 @@ pub const SAMPLE_RATE: u32 = 16_000;
 /// Where chunks live and how far the decoder goes for them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AudioOptions {
-    /// Relative chunk paths (`audio_chunks.storage_path`) are resolved under this directory.
+    /// Relative chunk paths (`audio_chunks.storage_path`) are resolved under this directory
+    /// when no store is given.
     pub storage_root: PathBuf,
+    /// The object store relative chunk paths are keys in (Supabase Storage, S3, a directory).
+    pub store: Option<Arc<Store>>,
     /// Longest audio accepted, per file and for a whole session, in seconds.
     pub max_duration_seconds: f64,
     /// Extra request headers for HTTP(S) chunks, e.g. `("apikey", key)` for Supabase storage.
@@ -43,6 +50,7 @@ impl Default for AudioOptions {
     fn default() -> Self {
         AudioOptions {
             storage_root: PathBuf::from("./data/storage"),
+            store: None,
             max_duration_seconds: 4.0 * 3600.0,
             http_headers: Vec::new(),
             http_timeout_seconds: 30,
@@ -88,6 +96,10 @@ pub enum AudioError {
 
     #[error("Writing the WAV file {location} failed: {reason}. Check that the directory is writable and the disk has room.")]
     Write { location: String, reason: String },
+
+    /// Reading a chunk from, or storing a processed file in, the object store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl Classify for AudioError {
@@ -96,6 +108,7 @@ impl Classify for AudioError {
             AudioError::Network { .. } | AudioError::Timeout { .. } => ErrorKind::Transient,
             // A full disk or an unwritable directory may clear up on its own; the audio is fine.
             AudioError::Write { .. } => ErrorKind::Transient,
+            AudioError::Storage(err) => err.kind(),
             AudioError::NotFound { .. }
             | AudioError::Unreadable { .. }
             | AudioError::Refused { .. }

@@ -28,7 +28,8 @@ impl SessionAudio {
 ///
 /// As in the original worker, a chunk that cannot be decoded (missing, corrupt, empty, no audio)
 /// is skipped with a warning and listed in `skipped`. Network trouble is not skipped: it fails
-/// the session with a transient error so the job is retried with every chunk. Audio longer than
+/// the session with a transient error so the job is retried with every chunk; nor is an object
+/// store's failure (missing object or bucket, refused access), which fails it at once. Audio longer than
 /// `max_duration_seconds` in total fails the session. No chunks, or none decodable, is an error.
 pub fn decode_session(
     chunks: &[ChunkRef],
@@ -66,7 +67,10 @@ pub fn decode_session(
     Ok(audio)
 }
 
-/// Errors that say nothing about the chunk itself, so skipping it would lose audio for good.
+/// Errors that say nothing about the chunk itself, so skipping it would lose audio for good. A
+/// chunk the app recorded but the object store does not have (or will not hand out) is one:
+/// the session's audio is incomplete, and the message says which bucket, key and setting.
 fn must_fail_session(err: &AudioError) -> bool {
-    err.kind() == ErrorKind::Transient || matches!(err, AudioError::TooLong { .. })
+    err.kind() == ErrorKind::Transient
+        || matches!(err, AudioError::TooLong { .. } | AudioError::Storage(_))
 }

@@ -1,11 +1,13 @@
-//! Where a chunk's bytes come from (a file under the storage root, an absolute path, or an HTTP(S)
-//! URL), opening it with FFmpeg, and turning FFmpeg's error codes into [`AudioError`]s.
+//! Where a chunk's bytes come from (a key in the configured object store, a file under the
+//! storage root, an absolute path, or an HTTP(S) URL), opening it with FFmpeg, and turning
+//! FFmpeg's error codes into [`AudioError`]s.
 
 use std::path::PathBuf;
 
 use ffmpeg_next::format::context::Input;
 use ffmpeg_next::{Dictionary, Error as FfError};
 
+use super::fetch::{open_stored, FailureSlot, Opening};
 use super::{ensure_ffmpeg, AudioError, AudioOptions};
 
 /// A chunk location, resolved.
@@ -13,11 +15,18 @@ use super::{ensure_ffmpeg, AudioError, AudioOptions};
 pub(crate) enum Source {
     Local(PathBuf),
     Remote(String),
+    /// A key in a remote object store (Supabase Storage, S3), with the storage failure that
+    /// ended its download, if one did.
+    Stored {
+        key: String,
+        failure: FailureSlot,
+    },
 }
 
 impl Source {
-    /// `http(s)://` is fetched with FFmpeg's own protocols; `file://` and plain paths are local,
-    /// relative ones under the storage root.
+    /// `http(s)://` is fetched with FFmpeg's own protocols; `file://` and plain paths are local;
+    /// relative ones are keys in the configured store (files under the storage root when the
+    /// store is a local directory or none is configured).
     pub(crate) fn resolve(location: &str, opts: &AudioOptions) -> Source {
         let lower = location.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -25,14 +34,22 @@ impl Source {
         }
         let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
         if path.is_absolute() {
-            Source::Local(path)
-        } else {
-            Source::Local(opts.storage_root.join(path))
+            return Source::Local(path);
+        }
+        match &opts.store {
+            Some(store) => match store.local_path(location) {
+                Some(path) => Source::Local(path),
+                None => Source::Stored {
+                    key: location.to_string(),
+                    failure: FailureSlot::default(),
+                },
+            },
+            None => Source::Local(opts.storage_root.join(path)),
         }
     }
 
     pub(crate) fn is_remote(&self) -> bool {
-        matches!(self, Source::Remote(_))
+        matches!(self, Source::Remote(_) | Source::Stored { .. })
     }
 }
 
@@ -50,6 +67,21 @@ pub(crate) fn open_input(
             (format!("file:{}", path.display()), local_options())
         }
         Source::Remote(url) => (url.clone(), remote_options(opts)),
+        Source::Stored { key, failure } => {
+            let store = opts
+                .store
+                .as_deref()
+                .ok_or_else(|| AudioError::Unreadable {
+                    location: location.to_string(),
+                    reason: "no object store is configured".into(),
+                })?;
+            let input = match open_stored(store, key, stored_options(), failure) {
+                Ok(input) => input,
+                Err(Opening::Failed(err)) => return Err(err),
+                Err(Opening::Ffmpeg(err)) => return Err(open_error(location, &source, err)),
+            };
+            return Ok((source, input));
+        }
     };
     let input = ffmpeg_next::format::input_with_dictionary(&url, options)
         .map_err(|err| open_error(location, &source, err))?;
@@ -84,6 +116,15 @@ const AUDIO_DEMUXERS: &str = "mov,matroska,webm,ogg,wav,w64,mp3,aac,flac,amr,amr
 fn local_options() -> Dictionary<'static> {
     let mut options = Dictionary::new();
     options.set("protocol_whitelist", "file");
+    options.set("format_whitelist", AUDIO_DEMUXERS);
+    options
+}
+
+/// A stored chunk reaches FFmpeg through our own reader: no protocol may be opened at all, and
+/// only audio containers are probed.
+fn stored_options() -> Dictionary<'static> {
+    let mut options = Dictionary::new();
+    options.set("protocol_whitelist", "none");
     options.set("format_whitelist", AUDIO_DEMUXERS);
     options
 }
@@ -139,6 +180,12 @@ fn open_error(location: &str, source: &Source, err: FfError) -> AudioError {
 /// The error for a failure while opening or reading: network trouble for remote sources,
 /// damaged data otherwise.
 pub(crate) fn stream_error(location: String, source: &Source, err: FfError) -> AudioError {
+    // FFmpeg only saw an errno; the download's own failure says what happened.
+    if let Source::Stored { failure, .. } = source {
+        if let Some(storage) = failure.take() {
+            return storage.into();
+        }
+    }
     match err {
         FfError::HttpNotFound => AudioError::NotFound { location },
         FfError::HttpUnauthorized | FfError::HttpForbidden => AudioError::Refused {
@@ -210,6 +257,39 @@ mod tests {
             Source::Local(PathBuf::from("/tmp/x.wav"))
         );
         assert!(Source::resolve("HTTPS://host/x.m4a", &opts).is_remote());
+    }
+
+    #[test]
+    fn relative_locations_are_keys_in_the_configured_store() {
+        let local = AudioOptions {
+            store: Some(std::sync::Arc::new(crate::storage::Store::local(
+                "/srv/chunks",
+            ))),
+            ..AudioOptions::default()
+        };
+        assert_eq!(
+            Source::resolve("sessions/a/chunks/chunk_0000_1.m4a", &local),
+            Source::Local(PathBuf::from(
+                "/srv/chunks/sessions/a/chunks/chunk_0000_1.m4a"
+            ))
+        );
+        let store = crate::storage::Store::supabase("https://p.supabase.co/storage/v1", "b", "k");
+        let remote = AudioOptions {
+            store: Some(std::sync::Arc::new(store.expect("store"))),
+            ..AudioOptions::default()
+        };
+        assert!(matches!(
+            Source::resolve("sessions/a/chunks/chunk_0000_1.m4a", &remote),
+            Source::Stored { key, .. } if key == "sessions/a/chunks/chunk_0000_1.m4a"
+        ));
+        assert_eq!(
+            Source::resolve("/tmp/x.wav", &remote),
+            Source::Local(PathBuf::from("/tmp/x.wav"))
+        );
+        assert!(matches!(
+            Source::resolve("https://cdn/x.m4a", &remote),
+            Source::Remote(_)
+        ));
     }
 
     #[test]

@@ -61,7 +61,9 @@ impl DbTarget {
             return Ok(DbTarget::Sqlite(DEFAULT_SQLITE_PATH.to_owned()));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DbTarget::Postgres(with_connect_timeout(url)));
+            return Ok(DbTarget::Postgres(with_system_roots(
+                &with_connect_timeout(url),
+            )));
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -125,6 +127,64 @@ fn with_connect_timeout(url: &str) -> String {
         "{url}{separator}connect_timeout={}",
         DEFAULT_CONNECTION_TIMEOUT.as_secs()
     )
+}
+
+/// CA bundles where Debian/Ubuntu, Fedora/RHEL and Alpine/macOS keep the system's trust store.
+const SYSTEM_CA_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// TLS to Postgres is libpq's: `sslmode=require` encrypts, `verify-ca`/`verify-full` also check
+/// the server's certificate, against `sslrootcert=` when given. Without it libpq looks for
+/// `~/.postgresql/root.crt` (and libpq before 16 knows no `sslrootcert=system`), which a
+/// worker's machine rarely has; so, as for `rediss://`, a verifying URL without a root file of
+/// its own is verified against `SSL_CERT_FILE` when set, else the system's CA bundle.
+fn with_system_roots(url: &str) -> String {
+    let param = |name: &str| {
+        url.split_once('?').and_then(|(_, query)| {
+            query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                (key == name).then(|| value.to_string())
+            })
+        })
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let mode = param("sslmode").or_else(|| env("PGSSLMODE"));
+    if !matches!(mode.as_deref(), Some("verify-ca" | "verify-full")) {
+        return url.to_owned();
+    }
+    let own_root = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".postgresql/root.crt"))
+        .is_some_and(|path| path.exists());
+    if param("sslrootcert").is_some() || env("PGSSLROOTCERT").is_some() || own_root {
+        return url.to_owned();
+    }
+    let bundle = env("SSL_CERT_FILE").or_else(|| {
+        SYSTEM_CA_BUNDLES
+            .iter()
+            .find(|path| Path::new(path).exists())
+            .map(|path| path.to_string())
+    });
+    let Some(bundle) = bundle else {
+        return url.to_owned();
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}sslrootcert={}", percent_encode(&bundle))
+}
+
+/// A file path as a URI query value (libpq decodes `%XX`).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// Opens connections for the pool. Unlike diesel's `ConnectionManager<DbConnection>`, which
@@ -323,5 +383,20 @@ mod tests {
             DbTarget::parse("mysql://h/db"),
             Err(DbError::InvalidUrl { .. })
         ));
+    }
+
+    #[test]
+    fn verifying_urls_without_a_root_file_use_the_system_bundle() {
+        let given = "postgres://h/db?sslmode=verify-full&sslrootcert=/x/ca.pem";
+        assert_eq!(with_system_roots(given), given);
+        let plain = "postgres://h/db?sslmode=require";
+        assert_eq!(with_system_roots(plain), plain);
+        let verify = with_system_roots("postgres://h/db?sslmode=verify-full");
+        let own_root = std::env::var_os("HOME")
+            .is_some_and(|home| PathBuf::from(home).join(".postgresql/root.crt").exists());
+        if std::env::var_os("PGSSLROOTCERT").is_none() && !own_root {
+            assert!(verify.contains("&sslrootcert=/"), "{verify}");
+        }
+        assert_eq!(percent_encode("/a b/c+d.pem"), "/a%20b/c%2Bd.pem");
     }
 }

@@ -88,11 +88,10 @@ impl RedisQueue {
             };
             let client = match self.client.take() {
                 Some(client) => client,
-                None => Client::open(self.url.as_str()).map_err(connect)?,
+                None => crate::tls::redis_client(&self.url).map_err(connect)?,
             };
-            let connection = client
-                .get_connection_with_timeout(CONNECT_TIMEOUT)
-                .map_err(connect)?;
+            let connection =
+                crate::tls::redis_connect(&client, CONNECT_TIMEOUT).map_err(connect)?;
             connection
                 .set_read_timeout(Some(READ_TIMEOUT))
                 .map_err(connect)?;

@@ -9,7 +9,6 @@ pub mod report;
 pub use report::analyze_files;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,7 +50,8 @@ pub struct SpeechPipeline {
     whisper: Whisper,
     corrector: Corrector,
     decode: DecodeOptions,
-    storage_dir: PathBuf,
+    /// Where processed files go (and chunks come from): the configured object store.
+    store: Arc<crate::storage::Store>,
     /// The last analysed session's audio and turns, for its sample clips.
     last: Option<(uuid::Uuid, Vec<f32>, Vec<Turn>)>,
 }
@@ -81,9 +81,13 @@ impl SpeechPipeline {
             "🧠 Models loaded in {:.1}s",
             started.elapsed().as_secs_f64()
         );
+        let store = Arc::new(crate::storage::Store::from_config(config)?);
         Ok(SpeechPipeline {
             device,
-            audio: crate::commands::audio_options(config),
+            audio: AudioOptions {
+                store: Some(store.clone()),
+                ..crate::commands::audio_options(config)
+            },
             diarizer,
             whisper,
             corrector: Corrector::new(),
@@ -91,7 +95,7 @@ impl SpeechPipeline {
                 initial_prompt: prompt,
                 ..DecodeOptions::default()
             },
-            storage_dir: config.storage_dir.clone(),
+            store,
             last: None,
         })
     }
@@ -198,7 +202,10 @@ impl SessionPipeline for SpeechPipeline {
             results: SessionResults {
                 session_id: input.session_id,
                 duration_seconds: duration,
-                audio_url: Some(processed_path(input.session_id, "full_audio.wav")),
+                audio_url: Some(
+                    self.store
+                        .public_url(&processed_path(input.session_id, "full_audio.wav")),
+                ),
                 speakers,
                 segments,
             },
@@ -218,8 +225,9 @@ impl SessionPipeline for SpeechPipeline {
                 "the session's audio is no longer in memory; process it again",
             ));
         };
-        if let Some(url) = &analysis.results.audio_url {
-            audio::write_wav(&samples, &self.storage_dir.join(url))?;
+        if analysis.results.audio_url.is_some() {
+            let key = processed_path(session_id, "full_audio.wav");
+            audio::publish_wav(&self.store, &key, &samples)?;
         }
         let mut clips = Vec::new();
         for (index, speaker) in analysis.results.speakers.iter().enumerate() {
@@ -232,15 +240,16 @@ impl SessionPipeline for SpeechPipeline {
                 continue;
             };
             let path = processed_path(session_id, &format!("speaker_{}_sample.wav", speaker.label));
-            audio::write_wav_clip(
+            let url = audio::publish_wav_clip(
+                &self.store,
+                &path,
                 &samples,
                 longest.start,
                 SAMPLE_SECONDS,
-                &self.storage_dir.join(&path),
             )?;
             clips.push(SpeakerSample {
                 speaker_label: speaker.label.clone(),
-                sample_audio_url: path,
+                sample_audio_url: url,
                 sample_start_time: longest.start,
             });
             progress(
@@ -258,7 +267,7 @@ impl SessionPipeline for SpeechPipeline {
 
 /// Storage path of a processed file, as the app lays them out.
 fn processed_path(session_id: uuid::Uuid, file: &str) -> String {
-    format!("sessions/{session_id}/processed/{file}")
+    crate::storage::processed_key(session_id, file)
 }
 
 /// Speakers in label order with their turn counts, talk time and word counts.

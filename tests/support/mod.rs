@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod postgres;
 pub mod redis_server;
 pub mod speech;
+pub mod storage;
 pub mod tts;
 pub mod worker;

@@ -164,6 +164,43 @@ impl PrivatePostgres {
         );
     }
 
+    /// Restarts the server speaking TLS only (`ssl = on`, `hostssl` rules) with `cert` and
+    /// `key`: a connection without TLS is refused.
+    pub fn require_tls(&self, cert: &Path, key: &Path) {
+        let root = self.root.path();
+        std::fs::copy(cert, root.join("server.crt")).expect("copy certificate");
+        std::fs::copy(key, root.join("server.key")).expect("copy key");
+        std::fs::set_permissions(
+            root.join("server.key"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("key permissions");
+        if running_as_root() {
+            chown_to_postgres(&root.join("server.crt"));
+            chown_to_postgres(&root.join("server.key"));
+        }
+        let data = PathBuf::from(self.data_dir());
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+        conf.push_str(&format!(
+            "\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+            root.join("server.crt").display(),
+            root.join("server.key").display()
+        ));
+        std::fs::write(data.join("postgresql.conf"), conf).expect("write conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n\
+             hostnossl all all all reject\n",
+        )
+        .expect("write pg_hba.conf");
+        self.stop();
+        self.start();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     fn data_dir(&self) -> String {
         self.root.path().join("data").to_string_lossy().into_owned()
     }
