@@ -1,17 +1,40 @@
-//! Who spoke when: Silero VAD finds the speech, GE2E embeds sliding windows over it, spectral
-//! clustering groups the windows into speakers, and the window labels become smoothed speaker
-//! turns, numbered in order of first appearance. Also RTTM output and the diarization error
-//! rate (`der`) to measure it.
+//! Who spoke when, overlap included: the pipeline pyannote 3.1 made the field's reference, on
+//! offline weights.
+//!
+//! 1. **Segmentation** (`segmentation`): pyannote's segmentation-3.0 on 10 s windows every
+//!    `step_seconds`: per 16.875 ms frame, which of up to 3 *local* speakers talk (2 at once at
+//!    most), decoded from the model's **powerset** classes (`powerset`).
+//! 2. **Embeddings** (`embeddings`): one CAM++ embedding per local turn (a local speaker's
+//!    stretch of speech without a break in one window), of that speaker's own samples.
+//! 3. **Clustering** (`clustering`): average-linkage agglomerative clustering of the embeddings
+//!    into global speakers, the count estimated (or bounded by `min/max_speakers`).
+//! 4. **Reconstruction** (`reconstruction`): per frame, the estimated number of speakers, given
+//!    to the global speakers most active there; then turns (overlapping across speakers),
+//!    speakers numbered in order of first appearance.
+//!
+//! Every tuned constant is in `tuning`, with the data it was tuned on. Also RTTM output and the
+//! diarization error rate (`der`) to measure it.
+//!
+//! Memory: the segmentation keeps 3 bytes per frame per window and the reconstruction a byte
+//! per frame per speaker (about 4 MB for 2 hours); audio is only read through slices, and the
+//! largest copy is one batch of windows or one local speaker's samples of one window.
 
+mod clustering;
 pub mod der;
-mod smooth;
-mod windows;
+mod embeddings;
+mod powerset;
+mod reconstruction;
+mod segmentation;
+pub mod tuning;
 
-use super::cluster::{cluster_embeddings, ClusterOptions};
-use super::embed::SpeakerEncoder;
-use super::vad::{SileroVad, SpeechRegion, VadOptions, SAMPLE_RATE};
+pub use reconstruction::SpeakerActivity;
+
+use super::vad::{SpeechRegion, SAMPLE_RATE};
 use super::InferenceError;
 use crate::session::speaker_label;
+use clustering::ClusteringOptions;
+use embeddings::SpeakerEmbedding;
+use segmentation::{Segmentation, FRAME_STEP_SAMPLES};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -20,37 +43,33 @@ use tch::Device;
 /// How audio is diarized.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiarizeOptions {
-    /// Length of the windows that are embedded (GE2E was trained on 1.6 s partials).
-    pub window_seconds: f64,
-    /// Hop between windows inside a speech region.
-    pub step_seconds: f64,
+    /// The clustering makes at least this many speakers (when there are that many embeddings);
+    /// a speaker forced beyond what the audio holds may win no frame in the reconstruction, so
+    /// the result can still have fewer.
     pub min_speakers: Option<usize>,
+    /// At most this many speakers.
     pub max_speakers: Option<usize>,
-    /// A turn shorter than this, touching another speaker's turn, is given to that speaker.
-    pub min_turn_seconds: f64,
-    /// Turns of one speaker separated by at most this much are joined.
-    pub merge_gap_seconds: f64,
-    pub vad: VadOptions,
-    /// Windows per forward pass of the speaker encoder.
+    /// Hop between the 10 s segmentation windows, 0.1–10 s.
+    pub step_seconds: f64,
+    /// Average-linkage merge threshold, cosine distance (see `tuning::CLUSTERING_THRESHOLD`).
+    pub clustering_threshold: f64,
+    /// Segmentation windows per forward pass.
     pub batch_size: usize,
 }
 
 impl Default for DiarizeOptions {
     fn default() -> Self {
         DiarizeOptions {
-            window_seconds: 1.5,
-            step_seconds: 0.75,
             min_speakers: None,
             max_speakers: None,
-            min_turn_seconds: 0.5,
-            merge_gap_seconds: 0.5,
-            vad: VadOptions::default(),
-            batch_size: 64,
+            step_seconds: tuning::STEP_SECONDS,
+            clustering_threshold: tuning::CLUSTERING_THRESHOLD,
+            batch_size: 8,
         }
     }
 }
 
-/// One speaker talking from `start` to `end` seconds.
+/// One speaker talking from `start` to `end` seconds. Turns of different speakers may overlap.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpeakerTurn {
     /// 0, 1, 2, … in order of first appearance.
@@ -73,23 +92,57 @@ impl SpeakerTurn {
 /// The result: where speech is, who spoke when, and how many speakers there were.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Diarization {
+    /// Where anyone speaks (the union of the turns).
     pub speech: Vec<SpeechRegion>,
+    /// Every speaker's turns, ordered by start; different speakers' turns may overlap.
     pub turns: Vec<SpeakerTurn>,
     pub num_speakers: usize,
+    /// Per frame, each speaker's activation where active (for `dominant_speaker`).
+    pub activity: SpeakerActivity,
 }
 
-/// The VAD and the speaker encoder, loaded once.
+impl Diarization {
+    /// The speaker the diarization marks dominant over `[start, end]` seconds: the active
+    /// speaker with the highest aggregated activation there (in overlap, the one more windows
+    /// heard). When no speaker is active inside the interval, frames up to
+    /// `tuning::DOMINANT_TOLERANCE_SECONDS` either side count; `None` when none is active there
+    /// either, or when `start > end`.
+    pub fn dominant_speaker(&self, start: f64, end: f64) -> Option<usize> {
+        self.activity
+            .dominant(start, end, tuning::DOMINANT_TOLERANCE_SECONDS)
+    }
+}
+
+/// segmentation-3.0 and CAM++, loaded once.
 pub struct Diarizer {
-    vad: SileroVad,
-    encoder: SpeakerEncoder,
+    segmentation: Segmentation,
+    embedding: SpeakerEmbedding,
+}
+
+/// Turns the TorchScript graph optimiser off for its lifetime (CAM++ gets inputs of a new
+/// length on nearly every call; re-optimising for each costs far more than it saves), and back
+/// on (libtorch's default) after.
+struct GraphOptimizerOff;
+
+impl GraphOptimizerOff {
+    fn new() -> Self {
+        tch::jit::set_graph_executor_optimize(false);
+        GraphOptimizerOff
+    }
+}
+
+impl Drop for GraphOptimizerOff {
+    fn drop(&mut self) {
+        tch::jit::set_graph_executor_optimize(true);
+    }
 }
 
 impl Diarizer {
-    /// Loads both models from the models directory onto the device.
+    /// Loads `segmentation-3.0.pt` and `campplus.pt` from the models directory onto the device.
     pub fn load(models_dir: &Path, device: Device) -> Result<Self, InferenceError> {
         Ok(Diarizer {
-            vad: SileroVad::load(models_dir, device)?,
-            encoder: SpeakerEncoder::load(models_dir, device)?,
+            segmentation: Segmentation::load(models_dir, device)?,
+            embedding: SpeakerEmbedding::load(models_dir, device)?,
         })
     }
 
@@ -99,60 +152,101 @@ impl Diarizer {
         samples: &[f32],
         opts: &DiarizeOptions,
     ) -> Result<Diarization, InferenceError> {
-        if opts.window_seconds < 0.1 || opts.step_seconds <= 0.0 {
+        let usable = (0.1..=10.0).contains(&opts.step_seconds)
+            && opts.clustering_threshold.is_finite()
+            && opts.clustering_threshold > 0.0;
+        if !usable {
             return Err(InferenceError::InvalidInput(format!(
-                "diarization windows of {} s every {} s make no sense; use a window of at least \
-                 0.1 s and a positive step",
-                opts.window_seconds, opts.step_seconds
+                "diarization windows every {} s with a clustering threshold of {} make no sense; \
+                 use a step of 0.1-10 s and a positive threshold",
+                opts.step_seconds, opts.clustering_threshold
             )));
         }
+        let _optimizer_off = GraphOptimizerOff::new();
         let started = Instant::now();
-        let speech = self.vad.detect(samples, &opts.vad)?;
-        let vad_done = Instant::now();
+        let step = (opts.step_seconds * SAMPLE_RATE as f64).round() as usize;
+        let activity = self.segmentation.segment(samples, step, opts.batch_size)?;
+        let segmented = Instant::now();
 
-        let plan = windows::plan(
-            &speech,
-            samples.len(),
-            opts.window_seconds,
-            opts.step_seconds,
-        );
-        let padded = windows::padded_audio(samples, plan.window_samples);
-        let slices: Vec<&[f32]> = plan
-            .windows
-            .iter()
-            .map(|w| &padded[w.start_sample..w.start_sample + plan.window_samples])
-            .collect();
-        let embeddings = self.encoder.embed_windows(&slices, opts.batch_size)?;
-        let embed_done = Instant::now();
-
-        let cluster_opts = ClusterOptions {
-            min_speakers: opts.min_speakers,
-            max_speakers: opts.max_speakers,
-            ..ClusterOptions::default()
+        let frames_for = |seconds: f64| {
+            (seconds * SAMPLE_RATE as f64 / FRAME_STEP_SAMPLES as f64).round() as usize
         };
-        let labels = cluster_embeddings(&embeddings, &cluster_opts)?;
-        let cluster_done = Instant::now();
+        let seconds_of =
+            |frames: usize| frames as f64 * FRAME_STEP_SAMPLES as f64 / SAMPLE_RATE as f64;
+        let turns = self.embedding.embed_local_turns(
+            samples,
+            &activity,
+            frames_for(tuning::MIN_EMBEDDING_SECONDS),
+        )?;
+        let embedded = Instant::now();
 
-        let raw_turns = windows::turns_from_labels(&plan, &labels);
-        let turns = smooth::smooth(raw_turns, opts.min_turn_seconds, opts.merge_gap_seconds);
-        let num_speakers = turns.iter().map(|t| t.speaker + 1).max().unwrap_or(0);
-        log::debug!(
-            "diarize: {:.1} s audio: vad {:.2} s, {} windows embedded in {:.2} s, clustering {:.2} s, \
-             smoothing {:.3} s → {} speakers, {} turns",
-            samples.len() as f64 / SAMPLE_RATE as f64,
-            (vad_done - started).as_secs_f64(),
-            slices.len(),
-            (embed_done - vad_done).as_secs_f64(),
-            (cluster_done - embed_done).as_secs_f64(),
-            cluster_done.elapsed().as_secs_f64(),
-            num_speakers,
-            turns.len()
+        let embedded_turns: Vec<&embeddings::LocalTurn> =
+            turns.iter().filter(|t| t.vector.is_some()).collect();
+        let vectors: Vec<&[f32]> = embedded_turns
+            .iter()
+            .filter_map(|t| t.vector.as_deref())
+            .collect();
+        let weights: Vec<f64> = embedded_turns
+            .iter()
+            .map(|t| seconds_of(t.clean_frames))
+            .collect();
+        let train: Vec<usize> = (0..embedded_turns.len())
+            .filter(|&i| weights[i] >= tuning::MIN_CLUSTERING_SECONDS)
+            .collect();
+        let clusters = clustering::cluster(
+            &vectors,
+            &weights,
+            &train,
+            &ClusteringOptions {
+                threshold: opts.clustering_threshold,
+                min_speaker_weight: tuning::MIN_SPEAKER_SECONDS,
+                min_speakers: opts.min_speakers,
+                max_speakers: opts.max_speakers,
+                max_embeddings: tuning::MAX_CLUSTERED_EMBEDDINGS,
+            },
+        )?;
+        let clustered = Instant::now();
+
+        let turn_speakers = reconstruction::turn_speakers(&turns, &clusters.assignment);
+        let activity = reconstruction::reconstruct(
+            &activity,
+            &turns,
+            &turn_speakers,
+            clusters.centroids.len(),
+            samples.len(),
         );
-        Ok(Diarization {
-            speech,
-            turns,
-            num_speakers,
-        })
+        let duration = samples.len() as f64 / SAMPLE_RATE as f64;
+        let diarization = Diarization {
+            speech: activity.speech(duration),
+            turns: activity.turns(duration),
+            num_speakers: activity.speakers(),
+            activity,
+        };
+        if let Some(min) = opts
+            .min_speakers
+            .filter(|&min| diarization.num_speakers < min)
+        {
+            log::warn!(
+                "diarize: {} speaker(s) found where at least {min} were asked for: the audio \
+                 holds no frames for the others",
+                diarization.num_speakers
+            );
+        }
+        log::debug!(
+            "diarize: {duration:.1} s audio: segmentation {:.2} s, {} local turns, {} embedded \
+             ({} clustered) in {:.2} s, clustering {:.3} s, reconstruction {:.3} s → {} speakers, \
+             {} turns",
+            (segmented - started).as_secs_f64(),
+            turns.len(),
+            vectors.len(),
+            train.len().min(tuning::MAX_CLUSTERED_EMBEDDINGS),
+            (embedded - segmented).as_secs_f64(),
+            (clustered - embedded).as_secs_f64(),
+            clustered.elapsed().as_secs_f64(),
+            diarization.num_speakers,
+            diarization.turns.len()
+        );
+        Ok(diarization)
     }
 }
 
@@ -197,6 +291,7 @@ mod tests {
                 },
             ],
             num_speakers: 2,
+            activity: SpeakerActivity::default(),
         };
         assert_eq!(
             to_rttm(&diarization, "chat 1"),

@@ -1,11 +1,9 @@
-//! Inference through tch (libtorch): the device, speech activity (Silero VAD), speaker
-//! embeddings (GE2E) and their clustering into speaker turns, and Whisper speech recognition.
-//! Everything here runs on the Processor's thread.
+//! Inference through tch (libtorch): the device, speech activity (Silero VAD), diarization
+//! (pyannote segmentation-3.0, CAM++ embeddings, clustering, reconstruction), and Whisper speech
+//! recognition. Everything here runs on the Processor's thread.
 
-pub mod cluster;
 pub mod device;
 pub mod diarize;
-pub mod embed;
 pub mod manifest;
 pub mod vad;
 pub mod whisper;

@@ -1,5 +1,5 @@
-//! The speech pipeline the Processor runs: decode the session's chunks (ffmpeg) → find speech
-//! (Silero VAD) → who spoke when (GE2E embeddings, spectral clustering) → what each speaker said
+//! The speech pipeline the Processor runs: decode the session's chunks (ffmpeg) → who spoke when
+//! (`inference::diarize`: segmentation-3.0, CAM++ embeddings, clustering) → what each speaker said
 //! (Whisper, on windows of one speaker's audio each) → Singlish corrections → word counts per
 //! speaker → a sample clip per speaker.
 
