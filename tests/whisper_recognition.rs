@@ -49,7 +49,10 @@ fn passages_are_recognised_and_each_word_is_timed_inside_its_passage() {
     let words: Vec<_> = segments.iter().flat_map(|s| s.words.clone()).collect();
     let text: String = words.iter().map(|w| w.word.as_str()).collect();
     let error_rate = wer(&PASSAGES.join(" "), &text);
-    eprintln!("{text}\nWER against the text spoken: {:.1} %", error_rate * 100.0);
+    eprintln!(
+        "{text}\nWER against the text spoken: {:.1} %",
+        error_rate * 100.0
+    );
     assert!(error_rate <= 0.15, "WER {error_rate:.3} above 15 %");
     // Each passage's words are timed inside it (a word's times are good to a few frames).
     let mut per_passage = vec![Vec::new(); spans.len()];
@@ -65,10 +68,16 @@ fn passages_are_recognised_and_each_word_is_timed_inside_its_passage() {
     }
     for (passage, heard) in PASSAGES.iter().zip(&per_passage) {
         let heard: String = heard.concat();
-        assert!(wer(passage, &heard) <= 0.25, "{passage:?} heard as {heard:?}");
+        assert!(
+            wer(passage, &heard) <= 0.25,
+            "{passage:?} heard as {heard:?}"
+        );
     }
     for pair in words.windows(2) {
-        assert!(pair[0].start <= pair[1].start + 1e-9, "words out of order: {pair:?}");
+        assert!(
+            pair[0].start <= pair[1].start + 1e-9,
+            "words out of order: {pair:?}"
+        );
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod clip;
 mod decode;
+mod downmix;
 mod resample;
 mod session;
 mod source;
