@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::error::JobError;
 use crate::inference::diarize::{Diarization, DiarizeOptions, Diarizer, SpeakerTurn};
 use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions};
-use crate::inference::whisper::{TranscriptionOptions, Whisper, Word};
+use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
 use crate::pipeline::{Analysis, JobOptions, PipelineFactory, Progress, SessionPipeline};
 use crate::session::*;
 use crate::singlish::{Corrector, WordCounter};
@@ -136,7 +136,8 @@ impl SpeechPipeline {
         Ok((speech, windows))
     }
 
-    /// Every word said, in time order, with session times.
+    /// Every word said, in time order, with session times; the Singlish corrections are made
+    /// here, word by word, where the audio is at hand to judge them.
     fn transcribe(
         &mut self,
         samples: &[f32],
@@ -150,14 +151,33 @@ impl SpeechPipeline {
             ..self.transcription.clone()
         };
         let total = samples.len() as f64 / f64::from(SAMPLE_RATE);
-        let segments = self
-            .whisper
-            .transcribe_with_progress(samples, &opts, &mut |seconds| {
+        let corrector = &self.corrector;
+        let corrections = |text: &str| -> Vec<Rewrite> {
+            corrector
+                .candidates(text)
+                .into_iter()
+                .map(|c| Rewrite {
+                    replacements: c
+                        .readings
+                        .iter()
+                        .map(|r| same_case(&text[c.range.clone()], r))
+                        .collect(),
+                    range: c.range,
+                    needs_evidence: c.needs_evidence,
+                })
+                .collect()
+        };
+        let segments = self.whisper.transcribe_with(
+            samples,
+            &opts,
+            &mut |seconds| {
                 progress(
                     Stage::Transcribing,
                     (100.0 * seconds / total.max(1e-9)).min(100.0) as u8,
                 )
-            })?;
+            },
+            &corrections,
+        )?;
         Ok(segments.into_iter().flat_map(|s| s.words).collect())
     }
 }
@@ -207,14 +227,12 @@ impl SessionPipeline for SpeechPipeline {
         let words = assign::assign(words, &diarization);
         let segments: Vec<TranscriptSegment> = assign::runs(&words)
             .into_iter()
-            .filter_map(|run| {
-                let text = self.corrector.correct(&run.text);
-                (!text.is_empty()).then(|| TranscriptSegment {
-                    speaker_label: speaker_label(run.speaker),
-                    start_seconds: run.start,
-                    end_seconds: run.end,
-                    text,
-                })
+            .filter(|run| !run.text.is_empty())
+            .map(|run| TranscriptSegment {
+                speaker_label: speaker_label(run.speaker),
+                start_seconds: run.start,
+                end_seconds: run.end,
+                text: run.text,
             })
             .collect();
         progress(Stage::Transcribing, 100);
@@ -315,6 +333,17 @@ impl SpeechPipeline {
             sample_audio_url: path,
             sample_start_time: start,
         })
+    }
+}
+
+/// `word` with its first letter in capitals when `original`'s is ("La" → "Lah"), so a
+/// correction is judged on its spelling, not on a sentence's capital.
+fn same_case(original: &str, word: &str) -> String {
+    let capital = original.chars().next().is_some_and(char::is_uppercase);
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) if capital => first.to_uppercase().chain(chars).collect(),
+        _ => word.to_string(),
     }
 }
 
