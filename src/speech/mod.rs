@@ -30,6 +30,9 @@ use crate::singlish::{Corrector, WordCounter};
 
 /// Longest window handed to Whisper: its 30 s, less a little so frame rounding never spills.
 const WINDOW_SECONDS: f64 = 29.5;
+/// `(start, end)` seconds of one of Whisper's windows.
+pub type Window = (f64, f64);
+
 /// Longest sample clip per speaker, as the original cut them.
 const SAMPLE_SECONDS: f64 = 5.0;
 
@@ -129,7 +132,7 @@ impl SpeechPipeline {
     fn plan_windows(
         &mut self,
         samples: &[f32],
-    ) -> Result<(Vec<SpeechRegion>, Vec<(f64, f64)>), JobError> {
+    ) -> Result<(Vec<SpeechRegion>, Vec<Window>), JobError> {
         let probabilities = self.vad.frame_probabilities(samples)?;
         let speech = speech_regions(&probabilities, samples.len(), &VadOptions::default());
         let windows = windows::plan(&speech, &probabilities, WINDOW_SECONDS);
