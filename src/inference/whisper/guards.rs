@@ -86,6 +86,21 @@ pub fn inside_speech(word: &Word, regions: &[(f64, f64)]) -> bool {
         .is_some_and(|&(region_start, _)| region_start <= end)
 }
 
+/// A stretch holding less detected speech than this (seconds) is not decoded: Silero VAD itself
+/// drops speech shorter than 250 ms, so what is left is the tail of a word already written.
+pub const MIN_SPEECH_TO_DECODE_SECONDS: f64 = 0.25;
+
+/// Seconds of detected speech between `start` and `end` (all of it when no regions are given).
+pub fn speech_within(regions: &[(f64, f64)], start: f64, end: f64) -> f64 {
+    if regions.is_empty() {
+        return end - start;
+    }
+    regions
+        .iter()
+        .map(|&(s, e)| (e.min(end) - s.max(start)).max(0.0))
+        .sum()
+}
+
 fn normalised(word: &Word) -> String {
     word.word
         .chars()
@@ -175,6 +190,14 @@ mod tests {
         ] {
             assert_eq!(kept(text), text);
         }
+    }
+
+    #[test]
+    fn speech_is_measured_inside_a_stretch() {
+        let regions = [(1.0, 2.0), (5.0, 6.0)];
+        assert!((speech_within(&regions, 1.5, 5.5) - 1.0).abs() < 1e-9);
+        assert_eq!(speech_within(&regions, 2.5, 4.5), 0.0);
+        assert_eq!(speech_within(&[], 2.5, 4.5), 2.0);
     }
 
     #[test]

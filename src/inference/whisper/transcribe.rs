@@ -191,6 +191,15 @@ impl Whisper {
             while seek < clip_end {
                 let time_offset = seek as f64 / FRAMES_PER_SECOND;
                 let segment_size = N_FRAMES.min(clip_end - seek);
+                let speech = guards::speech_within(
+                    &opts.speech_regions,
+                    time_offset,
+                    (seek + segment_size) as f64 / FRAMES_PER_SECOND,
+                );
+                if speech < guards::MIN_SPEECH_TO_DECODE_SECONDS {
+                    seek += segment_size; // no speech left here to transcribe
+                    continue;
+                }
                 let audio = &samples[seek * HOP_LENGTH..(seek + segment_size) * HOP_LENGTH];
                 let (mel, _) = window_mels(&[audio], &self.model.mel_filters, self.device)
                     .map_err(torch_error)?;
