@@ -6,7 +6,10 @@
 //! - the no-speech skip (`transcribe.py`): likely silence, unless the text is confident;
 //! - words that fall outside detected speech are dropped (Whisper writes text into silence);
 //! - repeated n-gram loops ("kya kya kya kya", a sentence three times over) keep their first
-//!   occurrence only.
+//!   occurrence only;
+//! - a segment that copies the initial prompt and scores as anomalous by the reference's
+//!   `is_segment_anomaly` (the decoder went on from its prompt after the speech ended) is
+//!   dropped.
 
 use super::decode::DecodingResult;
 use super::options::TranscriptionOptions;
@@ -99,6 +102,63 @@ pub fn speech_within(regions: &[(f64, f64)], start: f64, end: f64) -> f64 {
         .iter()
         .map(|&(s, e)| (e.min(end) - s.max(start)).max(0.0))
         .sum()
+}
+
+/// `word_anomaly_score` of the reference's `hallucination_silence_threshold` check: a word is
+/// anomalous when improbable (< 0.15), very short (< 0.133 s) or very long (> 2 s).
+pub fn word_anomaly_score(word: &Word) -> f64 {
+    let duration = word.end - word.start;
+    let mut score = 0.0;
+    if word.probability < 0.15 {
+        score += 1.0;
+    }
+    if duration < 0.133 {
+        score += (0.133 - duration) * 15.0;
+    }
+    if duration > 2.0 {
+        score += duration - 2.0;
+    }
+    score
+}
+
+/// `is_segment_anomaly`: the first eight words (punctuation aside) of a segment score as
+/// hallucinated text does. Our word probabilities come from the alignment pass, which reads the
+/// text without the prompt, so text the prompt led the decoder to (a copy of the prompt after
+/// the speech ends) scores as anomalous.
+pub fn is_segment_anomaly(words: &[Word]) -> bool {
+    const PUNCTUATION: &str =
+        "\"'\u{201c}\u{bf}([{-\"'.\u{3002},\u{ff0c}!\u{ff01}?\u{ff1f}:\u{ff1a}\u{201d})]}\u{3001}";
+    let words: Vec<&Word> = words
+        .iter()
+        .filter(|w| !PUNCTUATION.contains(w.word.as_str()))
+        .take(8)
+        .collect();
+    if words.is_empty() {
+        return false;
+    }
+    let score: f64 = words.iter().map(|w| word_anomaly_score(w)).sum();
+    score >= 3.0 || score + 0.01 >= words.len() as f64
+}
+
+/// Whether most of `words` (at least half) are words of the initial prompt.
+pub fn copies_prompt(words: &[Word], prompt: Option<&str>) -> bool {
+    let Some(prompt) = prompt else {
+        return false;
+    };
+    let key = |w: &str| -> String {
+        w.chars()
+            .filter(|c| c.is_alphanumeric() || *c == '\'')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let prompt_words: std::collections::HashSet<String> =
+        prompt.split_whitespace().map(key).collect();
+    let keys: Vec<String> = words
+        .iter()
+        .map(|w| key(&w.word))
+        .filter(|k| !k.is_empty())
+        .collect();
+    !keys.is_empty() && 2 * keys.iter().filter(|k| prompt_words.contains(*k)).count() >= keys.len()
 }
 
 fn normalised(word: &Word) -> String {

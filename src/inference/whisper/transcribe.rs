@@ -548,9 +548,17 @@ impl Whisper {
             .flat_map(|(i, s)| s.words.iter().cloned().map(move |w| (i, w)))
             .collect();
         let words: Vec<Word> = all.iter().map(|(_, w)| w.clone()).collect();
+        let anomalous: Vec<bool> = segments
+            .iter()
+            .map(|s| {
+                guards::is_segment_anomaly(&s.words)
+                    && guards::copies_prompt(&s.words, opts.initial_prompt.as_deref())
+            })
+            .collect();
         let mut keep = vec![false; all.len()];
         for index in guards::without_loops(&words) {
-            keep[index] = guards::inside_speech(&words[index], &opts.speech_regions);
+            keep[index] = guards::inside_speech(&words[index], &opts.speech_regions)
+                && !anomalous[all[index].0];
         }
         for (index, segment) in segments.iter_mut().enumerate() {
             let kept: Vec<Word> = all
@@ -569,7 +577,7 @@ impl Whisper {
                 .map(|w| w.word.as_str())
                 .collect();
             log::debug!(
-                "whisper: dropped{dropped:?} at {:.2}-{:.2} s (outside speech or a loop)",
+                "whisper: dropped{dropped:?} at {:.2}-{:.2} s (outside speech, a loop or a copy of the prompt)",
                 segment.start,
                 segment.end
             );
