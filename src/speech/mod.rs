@@ -38,9 +38,15 @@ const SAMPLE_SECONDS: f64 = 5.0;
 
 /// The default prompt: Singlish said the way friends say it, so Whisper prefers these spellings.
 /// Sentences, not a word list: a list invites tiny.en to copy it into short windows ("Aiyo,
-/// paiseh, alamak, ..." where none was said); measured on a three-voice espeak-ng conversation
-/// (tests/pipeline_singlish.rs), the list got 13 of 35 target words with 6 false counts, these
-/// sentences 17 of 35 with 1–2.
+/// paiseh, alamak, ..." where none was said). It is the first window's prompt only (the
+/// transcript's own text takes its place as the reference's seek loop goes on), and it is kept
+/// because it measurably helps what the product counts: on the three-voice Singlish
+/// conversation (tests/pipeline_singlish.rs) tiny.en counted 40–54 % of the target words for
+/// their speaker with it and 23 % without. It costs real English some accuracy (tiny.en WER on
+/// the AMI excerpts 0.558 with it, 0.513 without; on the NSC clips 0.547 against 0.506), and
+/// what it might push into unclear audio is checked: corrections and English-looking target
+/// words are judged without it, and a segment that copies it and scores as anomalous is
+/// dropped (`inference::whisper::guards`). `LAHSTATS_INITIAL_PROMPT=""` turns it off.
 pub const DEFAULT_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena scolded, cannot tahan. Don't so kiasu or kaypoh lor. Alamak, bojio! Jialat sia. Let's lepak and makan, then chope a seat and drink kopi. So sian, so blur, so atas. Aiyah, steady leh.";
 
 // ---- state ----
