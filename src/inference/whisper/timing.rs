@@ -407,9 +407,15 @@ mod tests {
 
     #[test]
     fn median_filter_removes_a_spike_and_keeps_edges() {
-        let x = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 2.0]).view([1, 8]);
+        // Reflected edges, as F.pad(mode="reflect"): [3, 1, 2, …, 6, 7] is read as
+        // [1, 3, 1, 2, …, 6, 7, 6], so the first median is of (1, 3, 1) and the last of (6, 7, 6).
+        let x = Tensor::from_slice(&[3.0f32, 1.0, 2.0, 9.0, 4.0, 5.0, 6.0, 7.0]).view([1, 8]);
         let y: Vec<f32> = Vec::try_from(median_filter(&x, 3).unwrap().view([-1])).unwrap();
-        assert_eq!(y, vec![1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]);
+        assert_eq!(y, vec![1.0, 2.0, 2.0, 4.0, 5.0, 5.0, 6.0, 6.0]);
+        // Too short to reflect: left as it is.
+        let short = Tensor::from_slice(&[1.0f32]).view([1, 1]);
+        let y: Vec<f32> = Vec::try_from(median_filter(&short, 3).unwrap().view([-1])).unwrap();
+        assert_eq!(y, vec![1.0]);
     }
 
     fn timing(word: &str, start: f64, end: f64) -> WordTiming {
