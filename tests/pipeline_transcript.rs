@@ -223,3 +223,120 @@ fn plain_english_gets_no_invented_target_words() {
     }
     let _ = VOICES;
 }
+
+/// `scripts/demo`'s own conversation, made as the demo makes it: every target word said is
+/// counted once, for the voice that said it. Ignored until both halves can hold: the GE2E
+/// diarization finds one speaker in it (issue 15 replaces it), and tiny.en hears espeak-ng's
+/// Singlish as "Well, al, makyu" for "Walao, the queue" (the demo's lines are spelt for
+/// reading, not respelt for espeak as tests/pipeline_singlish.rs respells them).
+#[test]
+#[ignore = "needs issue 15's diarization and espeak-friendly spellings in scripts/demo"]
+fn the_demo_conversation_is_counted_for_its_speakers() {
+    let lines = [
+        (
+            "en-us+m3",
+            "0",
+            "Walao, the queue at the hawker centre so long lah.",
+        ),
+        (
+            "en-gb+f2",
+            "60",
+            "Aiyo, can we go makan somewhere else or not?",
+        ),
+        (
+            "en-us+m3",
+            "0",
+            "Cannot lah, the chicken rice here very shiok one.",
+        ),
+        (
+            "en-sc+m7",
+            "30",
+            "Eh, you all so kiasu sia, just chope a table lor.",
+        ),
+        ("en-gb+f2", "60", "Paiseh, I forgot my wallet. Sian."),
+        (
+            "en-sc+m7",
+            "30",
+            "Alamak, again ah? Okay lah, I belanja you kopi.",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut parts = Vec::new();
+    for (i, (voice, pitch, text)) in lines.iter().enumerate() {
+        let raw = dir.path().join(format!("line{i}.wav"));
+        let part = dir.path().join(format!("line{i}.16k.wav"));
+        let ok = Command::new("espeak-ng")
+            .args(["-v", voice, "-p", pitch, "-s", "150", "-w"])
+            .arg(&raw)
+            .arg(text)
+            .status()
+            .expect("espeak-ng")
+            .success()
+            && Command::new("sox")
+                .arg(&raw)
+                .args(["-r", "16000", "-c", "1"])
+                .arg(&part)
+                .args(["pad", "0", "0.5"])
+                .status()
+                .expect("sox")
+                .success();
+        assert!(ok);
+        parts.push(part);
+    }
+    let wav = dir.path().join("conversation.wav");
+    assert!(Command::new("sox")
+        .args(&parts)
+        .arg(&wav)
+        .status()
+        .expect("sox")
+        .success());
+    let (result, _) = analyze(&wav);
+    let counter = WordCounter::builtin();
+    // Each voice's words, against the speaker label that overlaps its lines most.
+    let voices = ["en-us+m3", "en-gb+f2", "en-sc+m7"];
+    let mut per_label = std::collections::BTreeMap::<String, String>::new();
+    let mut at = 0.0;
+    let mut truth = std::collections::BTreeMap::<&str, Vec<(f64, f64)>>::new();
+    for ((voice, _, _), part) in lines.iter().zip(&parts) {
+        let seconds = support::audio::wav_seconds(part);
+        truth.entry(voice).or_default().push((at, at + seconds));
+        at += seconds;
+    }
+    for voice in voices {
+        let spans = &truth[voice];
+        let mut best = (String::new(), 0.0);
+        for turn in result["turns"].as_array().expect("turns") {
+            let (s, e) = (
+                turn["start"].as_f64().unwrap(),
+                turn["end"].as_f64().unwrap(),
+            );
+            let shared: f64 = spans
+                .iter()
+                .map(|(a, b)| (e.min(*b) - s.max(*a)).max(0.0))
+                .sum();
+            if shared > best.1 {
+                best = (turn["speaker"].as_str().unwrap().to_string(), shared);
+            }
+        }
+        per_label.insert(voice.to_string(), best.0);
+    }
+    for voice in voices {
+        let said: String = lines
+            .iter()
+            .filter(|(v, _, _)| *v == voice)
+            .map(|(_, _, t)| *t)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let expected = counter.count(&said);
+        let label = &per_label[voice];
+        let speaker = result["speakers"]
+            .as_array()
+            .expect("speakers")
+            .iter()
+            .find(|s| s["label"].as_str() == Some(label.as_str()))
+            .expect("the voice's speaker");
+        let counted: std::collections::BTreeMap<String, i32> =
+            serde_json::from_value(speaker["word_counts"].clone()).expect("counts");
+        assert_eq!(counted, expected, "{voice} as {label}");
+    }
+}
