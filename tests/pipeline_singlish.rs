@@ -251,19 +251,22 @@ fn score(num_speakers: Option<usize>) -> Score {
 }
 
 /// Counts that are made are right: few words counted that were not said, none lost to a wrong
-/// speaker wholesale. The floors are today's measurements minus a margin: over runs, recall
-/// 49–57 % and precision 80–85 % (the diarizer's clustering and the fallback's sampling vary).
+/// speaker wholesale. The floors are today's measurements minus a margin: transcribed in time
+/// order with corrections that need the audio's support, two runs gave recall 40 and 51 % and
+/// precision 78 and 75 % (the voices, the diarizer's clustering and the fallback's sampling
+/// vary between runs; speaker windows gave 49–57 % and 80–85 % before, while turning plain
+/// English into target words: tests/pipeline_transcript.rs).
 #[test]
 fn counted_singlish_words_were_said_by_that_speaker() {
     let score = score(None);
     assert!(
-        score.precision() >= 0.75,
+        score.precision() >= 0.7,
         "precision {:.2}: {} false counts",
         score.precision(),
         score.false_counts
     );
     assert!(
-        score.recall() >= 0.4,
+        score.recall() >= 0.35,
         "recall fell to {:.2}",
         score.recall()
     );

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use lahstats_worker::singlish::{builtin_target_words, count_singlish, Corrector, WordCounter};
+use lahstats_worker::singlish::{
+    builtin_target_words, count_singlish, Corrector, WordCounter, ENGLISH_LOOKALIKES,
+    PHRASE_CORRECTIONS, WORD_CORRECTIONS,
+};
 
 fn counts(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
     pairs.iter().map(|&(w, n)| (w.to_owned(), n)).collect()
@@ -154,4 +157,66 @@ fn a_counter_from_database_words_matches_the_builtin_one() {
         found,
         counts(&[("WALAO", 1), ("LAH", 1), ("CAN", 1), ("CANNOT", 1)])
     );
+}
+
+/// The lookalikes are English: every word of each is in Debian's English word list (`wamerican`,
+/// which scripts/setup installs), but for the colloquial "ya".
+#[test]
+fn english_lookalikes_are_english_words() {
+    let list = std::fs::read_to_string("/usr/share/dict/american-english")
+        .expect("/usr/share/dict/american-english: install wamerican (scripts/setup does)");
+    let english: std::collections::HashSet<String> =
+        list.lines().map(|w| w.trim().to_lowercase()).collect();
+    for spelling in ENGLISH_LOOKALIKES {
+        for word in spelling.split(' ') {
+            assert!(
+                word == "ya" || english.contains(word),
+                "{word} of {spelling:?} is not in the English word list"
+            );
+        }
+        assert!(
+            PHRASE_CORRECTIONS
+                .iter()
+                .chain(WORD_CORRECTIONS)
+                .any(|(_, spellings)| spellings.contains(spelling)),
+            "{spelling} is in no correction table"
+        );
+    }
+}
+
+/// Plain English phrases the tables list become target words only with the audio's support;
+/// the recogniser's own spellings of Singlish sounds are corrected as they stand.
+#[test]
+fn english_phrases_need_evidence_and_singlish_spellings_do_not() {
+    let corrector = Corrector::new();
+    for text in [
+        "Let us meet during the lunch hour.",
+        "See ya tomorrow.",
+        "Please chop the onions.",
+        "Is she ok with it?",
+        "The price is low.",
+        "Can Nina come too?",
+    ] {
+        let found = corrector.candidates(text);
+        assert!(!found.is_empty(), "{text}");
+        assert!(found.iter().all(|c| c.needs_evidence), "{text}: {found:?}");
+    }
+    for (text, word) in [
+        ("wah lao, so long", "walao"),
+        ("ok la", "lah"),
+        ("ai yo", "aiyo"),
+        ("so pai seh", "paiseh"),
+        ("bo jio", "bojio"),
+    ] {
+        let found = corrector.candidates(text);
+        assert_eq!(found.len(), 1, "{text}");
+        assert!(!found[0].needs_evidence, "{text}");
+        assert_eq!(found[0].target(), Some(word));
+    }
+    // A target word an English phrase resembles is weighed against that phrase.
+    let found = corrector.candidates("Sia, so shiok.");
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].readings, vec!["see ya"]);
+    assert!(found[0].needs_evidence && found[0].target().is_none());
+    assert_eq!(found[1].readings, vec!["shook", "she ok"]);
 }

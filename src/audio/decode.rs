@@ -366,7 +366,7 @@ impl<'a> StreamDecoder<'a> {
         let resampler = match self.resampler.as_mut() {
             Some(resampler) => resampler,
             None => self.resampler.insert(
-                MonoResampler::for_frame(&self.frame)
+                MonoResampler::for_frame(&self.frame, self.location)
                     .map_err(|reason| corrupt(self.location, reason))?,
             ),
         };

@@ -10,6 +10,7 @@
 
 mod clip;
 mod decode;
+mod downmix;
 mod fetch;
 mod publish;
 mod resample;

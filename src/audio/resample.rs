@@ -1,16 +1,16 @@
-//! swresample from whatever a decoder produces to 16 kHz mono `f32`, written straight into the
-//! caller's buffer block by block.
+//! swresample from whatever a decoder produces to 16 kHz `f32` (the channels kept), then a
+//! downmix to mono that cannot cancel (`downmix.rs`), written into the caller's buffer.
 //!
 //! This talks to libswresample directly because ffmpeg-next's wrapper sizes its output frame by
 //! the input's sample count, which cannot hold the output when upsampling (8 kHz AMR → 16 kHz),
 //! and uses the pre-5.1 channel-mask API that loses unusual channel orders.
 
-use std::ffi::CString;
 use std::ptr;
 
 use ffmpeg_next::ffi;
 use ffmpeg_next::frame;
 
+use super::downmix::Downmix;
 use super::SAMPLE_RATE;
 
 /// The input side of a resampler: a decoded frame's sample format, channel layout and rate.
@@ -22,10 +22,14 @@ struct InputShape {
     rate: i32,
 }
 
-/// One swresample context converting one input shape to 16 kHz mono `f32`.
+/// One swresample context converting one input shape to 16 kHz `f32` (interleaved, the
+/// input's channels), and the downmix of those channels to mono.
 pub(crate) struct MonoResampler {
     context: *mut ffi::SwrContext,
     shape: InputShape,
+    /// Interleaved output of swresample before the downmix.
+    interleaved: Vec<f32>,
+    downmix: Downmix,
 }
 
 impl Drop for MonoResampler {
@@ -36,14 +40,18 @@ impl Drop for MonoResampler {
 }
 
 impl MonoResampler {
-    /// A resampler for frames shaped like `frame`.
-    pub(crate) fn for_frame(frame: &frame::Audio) -> Result<Self, String> {
+    /// A resampler for frames shaped like `frame` of the file at `location` (for warnings).
+    pub(crate) fn for_frame(frame: &frame::Audio, location: &str) -> Result<Self, String> {
         let shape = shape_of(frame);
         // SAFETY: every pointer passed is either valid for the call or checked before use.
         unsafe {
             let mut in_layout = input_layout(frame);
+            // The same channels out: the downmix to mono is ours (see `downmix.rs`).
             let mut out_layout: ffi::AVChannelLayout = std::mem::zeroed();
-            ffi::av_channel_layout_default(&mut out_layout, 1);
+            if ffi::av_channel_layout_copy(&mut out_layout, &in_layout) < 0 {
+                ffi::av_channel_layout_default(&mut out_layout, in_layout.nb_channels.max(1));
+            }
+            let channels = out_layout.nb_channels.max(1) as usize;
             let mut context = ptr::null_mut();
             let status = ffi::swr_alloc_set_opts2(
                 &mut context,
@@ -57,6 +65,7 @@ impl MonoResampler {
                 ptr::null_mut(),
             );
             ffi::av_channel_layout_uninit(&mut in_layout);
+            ffi::av_channel_layout_uninit(&mut out_layout);
             if status < 0 || context.is_null() {
                 return Err(format!(
                     "cannot set up the resampler: {}",
@@ -64,17 +73,12 @@ impl MonoResampler {
                 ));
             }
             // Owned from here on, so every early return below frees the context.
-            let resampler = MonoResampler { context, shape };
-            // Downmix as the average of the channels, so a full-scale stereo recording stays
-            // within ±1.0 (swresample's default sums at −3 dB each and can exceed it).
-            let option = CString::new("rematrix_maxval").map_err(|err| err.to_string())?;
-            let status = ffi::av_opt_set_double(resampler.context.cast(), option.as_ptr(), 1.0, 0);
-            if status < 0 {
-                return Err(format!(
-                    "cannot limit the downmix gain: {}",
-                    ffmpeg_next::Error::from(status)
-                ));
-            }
+            let resampler = MonoResampler {
+                context,
+                shape,
+                interleaved: Vec::new(),
+                downmix: Downmix::new(channels, location),
+            };
             let status = ffi::swr_init(resampler.context);
             if status < 0 {
                 return Err(format!(
@@ -98,7 +102,7 @@ impl MonoResampler {
         // own format, which is the shape this context was built for (checked by the caller).
         unsafe {
             let data = (*frame.as_ptr()).extended_data as *mut *const u8;
-            self.convert(data, in_count, out)
+            self.convert(data, in_count, out).map(|_| ())
         }
     }
 
@@ -120,24 +124,27 @@ impl MonoResampler {
         Ok(())
     }
 
-    /// Appends what the resampler still holds (its filter delay) to `out`.
+    /// Appends what the resampler and the downmix still hold (filter delay, a part block) to
+    /// `out`.
     pub(crate) fn drain(&mut self, out: &mut Vec<f32>) -> Result<(), String> {
         loop {
-            let before = out.len();
             // SAFETY: a null input with count 0 asks swresample to flush.
-            unsafe { self.convert(ptr::null_mut(), 0, out)? };
-            if out.len() == before {
+            let written = unsafe { self.convert(ptr::null_mut(), 0, out)? };
+            if written == 0 {
+                self.downmix.flush(out);
                 return Ok(());
             }
         }
     }
 
+    /// Converts `in_count` input samples per channel, downmixes them onto `out` and returns
+    /// how many samples per channel swresample wrote.
     unsafe fn convert(
         &mut self,
         input: *mut *const u8,
         in_count: i32,
         out: &mut Vec<f32>,
-    ) -> Result<(), String> {
+    ) -> Result<usize, String> {
         let capacity = ffi::swr_get_out_samples(self.context, in_count);
         if capacity < 0 {
             return Err(format!(
@@ -146,11 +153,13 @@ impl MonoResampler {
             ));
         }
         if capacity == 0 && in_count == 0 {
-            return Ok(());
+            return Ok(0);
         }
-        out.reserve(capacity as usize);
-        // Packed mono f32: one plane, written directly into the vector's spare capacity.
-        let mut target = out.as_mut_ptr().add(out.len()).cast::<u8>();
+        let channels = self.shape_channels();
+        self.interleaved.clear();
+        self.interleaved.reserve(capacity as usize * channels);
+        // Packed f32: one plane of interleaved channels, written into the scratch buffer.
+        let mut target = self.interleaved.as_mut_ptr().cast::<u8>();
         let written = ffi::swr_convert(self.context, &mut target, capacity, input, in_count);
         if written < 0 {
             return Err(format!(
@@ -158,8 +167,13 @@ impl MonoResampler {
                 ffmpeg_next::Error::from(written)
             ));
         }
-        out.set_len(out.len() + written as usize);
-        Ok(())
+        self.interleaved.set_len(written as usize * channels);
+        self.downmix.push(&self.interleaved, out);
+        Ok(written as usize)
+    }
+
+    fn shape_channels(&self) -> usize {
+        self.shape.channels.max(1) as usize
     }
 }
 

@@ -1,7 +1,11 @@
 //! How the recogniser spells Singlish words, and the [`Corrector`] that puts the app's spelling
 //! back: whole words and whole phrases only, any case, each piece of text replaced at most once.
+//! A spelling that may be ordinary English ("lunch hour", "see ya", "chop", "low") is only a
+//! [`Candidate`] that needs evidence: the speech pipeline has the decoder score both spellings
+//! on the audio and keeps the likelier (see `inference::whisper::transcribe`).
 
 use super::words::{split_words, PhraseIndex};
+use super::TARGET_WORDS;
 
 /// Phrase corrections from the original app: target word ← the recogniser's spellings of it.
 ///
@@ -75,6 +79,44 @@ pub const WORD_CORRECTIONS: &[(&str, &[&str])] = &[
     ("shiok", &["shio"]),
 ];
 
+/// Spellings in the tables that ordinary English may contain: their words are English words
+/// (each is in Debian's `wamerican` list, checked by `tests/singlish_examples.rs`, but for the
+/// colloquial "ya") and together they read as English ("lunch hour", "see ya", "can Nina",
+/// "chop", "low"). Said in plain English they must not become target words, vulgar ones above
+/// all, so they become their target word only when the audio supports it; and a target word
+/// the recogniser wrote where one of them fits is weighed against it. Spellings of English
+/// words that read as no English ("eye yo", "go stun") are left out: there the recogniser
+/// spelt the Singlish sounds.
+#[rustfmt::skip]
+pub const ENGLISH_LOOKALIKES: &[&str] = &[
+    "while up", "why low", "cheap buy", "cb", "c b", "lunch hour", "can nina", "pie say",
+    "shook", "she ok", "see an", "chop", "see bay", "low", "err", "see ya",
+];
+
+/// A stretch of text that may read otherwise: the byte range, the readings to weigh against
+/// it (best first), and whether the audio must decide. A recogniser spelling of a target word
+/// has the target word as its one reading; it needs evidence when the spelling may be ordinary
+/// English. A target word that some English phrase resembles ("sia" and "see ya") has those
+/// phrases as readings, always with evidence: the decoder may have written the target word
+/// because the prompt led it there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub range: std::ops::Range<usize>,
+    pub readings: Vec<&'static str>,
+    pub needs_evidence: bool,
+}
+
+impl Candidate {
+    /// The target word this candidate's text becomes when its first reading is taken, if the
+    /// reading is a target word (a recogniser spelling), else `None`.
+    pub fn target(&self) -> Option<&'static str> {
+        self.readings
+            .first()
+            .copied()
+            .filter(|r| TARGET_WORDS.iter().any(|&(w, _)| w == *r))
+    }
+}
+
 /// Rewrites the recogniser's spellings of Singlish words as the app's words.
 ///
 /// Phrases and single words are matched as whole words (no letter or digit directly before or
@@ -90,45 +132,95 @@ pub const WORD_CORRECTIONS: &[(&str, &[&str])] = &[
 /// otherwise.
 #[derive(Debug, Clone)]
 pub struct Corrector {
-    spellings: PhraseIndex<&'static str>,
+    /// Spelling → (target word, may be ordinary English).
+    spellings: PhraseIndex<(&'static str, bool)>,
+    /// Target word → the English lookalikes among its spellings.
+    lookalikes: PhraseIndex<Vec<&'static str>>,
 }
 
 impl Corrector {
     /// The corrector for the original app's correction tables.
     pub fn new() -> Self {
         let mut spellings = PhraseIndex::new();
+        let mut lookalikes = PhraseIndex::new();
         for &(word, variants) in PHRASE_CORRECTIONS.iter().chain(WORD_CORRECTIONS) {
+            let english: Vec<&'static str> = variants
+                .iter()
+                .copied()
+                .filter(|v| ENGLISH_LOOKALIKES.contains(v))
+                .collect();
+            if !english.is_empty() {
+                lookalikes.insert(word, english);
+            }
             for variant in variants {
-                let added = spellings.insert(variant, word);
+                let added = spellings.insert(variant, (word, ENGLISH_LOOKALIKES.contains(variant)));
                 debug_assert!(
                     added,
                     "spelling {variant:?} is listed twice or has no words"
                 );
             }
         }
-        Corrector { spellings }
+        Corrector {
+            spellings,
+            lookalikes,
+        }
     }
 
-    /// `text` with every recognised spelling replaced by its target word.
+    /// `text` with every recognised spelling replaced by its target word, evidence or not.
     pub fn correct(&self, text: &str) -> String {
+        let spellings: Vec<Candidate> = self
+            .candidates(text)
+            .into_iter()
+            .filter(|c| c.target().is_some())
+            .collect();
+        apply(text, &spellings)
+    }
+
+    /// The recogniser spellings and the English-looking target words in `text`, left to right,
+    /// without overlaps (see [`Candidate`]).
+    pub fn candidates(&self, text: &str) -> Vec<Candidate> {
         let words = split_words(text);
-        let mut corrected = String::with_capacity(text.len());
-        let mut copied_up_to = 0;
+        let mut found = Vec::new();
         let mut at = 0;
         while at < words.len() {
-            match self.spellings.matches_at(text, &words, at).next() {
-                Some((&target, length)) => {
-                    corrected.push_str(&text[copied_up_to..words[at].start]);
-                    corrected.push_str(target);
-                    copied_up_to = words[at + length - 1].end;
-                    at += length;
-                }
-                None => at += 1,
+            if let Some((&(target, needs_evidence), length)) =
+                self.spellings.matches_at(text, &words, at).next()
+            {
+                found.push(Candidate {
+                    range: words[at].start..words[at + length - 1].end,
+                    readings: vec![target],
+                    needs_evidence,
+                });
+                at += length;
+            } else if let Some((english, length)) =
+                self.lookalikes.matches_at(text, &words, at).next()
+            {
+                found.push(Candidate {
+                    range: words[at].start..words[at + length - 1].end,
+                    readings: english.clone(),
+                    needs_evidence: true,
+                });
+                at += length;
+            } else {
+                at += 1;
             }
         }
-        corrected.push_str(&text[copied_up_to..]);
-        corrected
+        found
     }
+}
+
+/// `text` with each candidate's range replaced by its first reading (`candidates` in order,
+/// not overlapping, as [`Corrector::candidates`] gives them).
+pub fn apply(text: &str, candidates: &[Candidate]) -> String {
+    let mut corrected = String::with_capacity(text.len());
+    let mut copied_up_to = 0;
+    for candidate in candidates {
+        corrected.push_str(&text[copied_up_to..candidate.range.start]);
+        corrected.push_str(candidate.readings.first().copied().unwrap_or(""));
+        copied_up_to = candidate.range.end;
+    }
+    corrected.push_str(&text[copied_up_to..]);
+    corrected
 }
 
 impl Default for Corrector {

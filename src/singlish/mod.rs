@@ -16,7 +16,9 @@ mod words;
 
 use std::collections::BTreeMap;
 
-pub use corrections::{Corrector, PHRASE_CORRECTIONS, WORD_CORRECTIONS};
+pub use corrections::{
+    apply, Candidate, Corrector, ENGLISH_LOOKALIKES, PHRASE_CORRECTIONS, WORD_CORRECTIONS,
+};
 pub use count::WordCounter;
 
 /// The groups the original app sorts its target words into.

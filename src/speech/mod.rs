@@ -1,10 +1,14 @@
-//! The speech pipeline the Processor runs: decode the session's chunks (ffmpeg) → who spoke when
-//! (`inference::diarize`: segmentation-3.0, CAM++ embeddings, clustering) → what each speaker said
-//! (Whisper, on windows of one speaker's audio each) → Singlish corrections → word counts per
-//! speaker → a sample clip per speaker.
+//! The speech pipeline the Processor runs: decode the session's chunks (ffmpeg) → find speech
+//! (Silero VAD) → who spoke when (`inference::diarize`:
+//! segmentation-3.0, CAM++ embeddings, clustering, reconstruction) → what was said, in time order (Whisper on
+//! windows cut at pauses between speech regions, each prompted with the text before it, with
+//! word timestamps from the alignment heads) → each word to the speaker active at its time →
+//! segments as runs of one speaker's words → Singlish corrections → word counts per speaker →
+//! a sample clip per speaker.
 
-pub mod packing;
+pub mod assign;
 pub mod report;
+pub mod windows;
 
 pub use report::analyze_files;
 
@@ -17,28 +21,32 @@ use tch::Device;
 use crate::audio::{self, AudioOptions, SAMPLE_RATE};
 use crate::config::Config;
 use crate::error::JobError;
-use crate::inference::diarize::{DiarizeOptions, Diarizer};
-use crate::inference::whisper::{DecodeOptions, Whisper};
+use crate::inference::diarize::{Diarization, DiarizeOptions, Diarizer, SpeakerTurn};
+use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions};
+use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
 use crate::pipeline::{Analysis, JobOptions, PipelineFactory, Progress, SessionPipeline};
 use crate::session::*;
 use crate::singlish::{Corrector, WordCounter};
-use packing::SpeakerWindow;
-pub use packing::Turn;
 
-/// Longest window handed to Whisper, leaving room under its 30 s.
-const WINDOW_SECONDS: f64 = 29.0;
-/// Silence between two turns of a speaker inside one window.
-const TURN_GAP_SECONDS: f64 = 0.3;
+/// Longest window handed to Whisper: its 30 s, less a little so frame rounding never spills.
+const WINDOW_SECONDS: f64 = 29.5;
+/// `(start, end)` seconds of one of Whisper's windows.
+pub type Window = (f64, f64);
+
 /// Longest sample clip per speaker, as the original cut them.
 const SAMPLE_SECONDS: f64 = 5.0;
-/// Whisper windows decoded together.
-const ASR_BATCH: usize = 8;
 
 /// The default prompt: Singlish said the way friends say it, so Whisper prefers these spellings.
 /// Sentences, not a word list: a list invites tiny.en to copy it into short windows ("Aiyo,
-/// paiseh, alamak, ..." where none was said); measured on a three-voice espeak-ng conversation
-/// (tests/pipeline_singlish.rs), the list got 13 of 35 target words with 6 false counts, these
-/// sentences 17 of 35 with 1–2.
+/// paiseh, alamak, ..." where none was said). It is the first window's prompt only (the
+/// transcript's own text takes its place as the reference's seek loop goes on), and it is kept
+/// because it measurably helps what the product counts: on the three-voice Singlish
+/// conversation (tests/pipeline_singlish.rs) tiny.en counted 40–54 % of the target words for
+/// their speaker with it and 23 % without. It costs real English some accuracy (tiny.en WER on
+/// the AMI excerpts 0.558 with it, 0.513 without; on the NSC clips 0.547 against 0.506), and
+/// what it might push into unclear audio is checked: corrections and English-looking target
+/// words are judged without it, and a segment that copies it and scores as anomalous is
+/// dropped (`inference::whisper::guards`). `LAHSTATS_INITIAL_PROMPT=""` turns it off.
 pub const DEFAULT_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena scolded, cannot tahan. Don't so kiasu or kaypoh lor. Alamak, bojio! Jialat sia. Let's lepak and makan, then chope a seat and drink kopi. So sian, so blur, so atas. Aiyah, steady leh.";
 
 // ---- state ----
@@ -46,14 +54,28 @@ pub const DEFAULT_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena s
 pub struct SpeechPipeline {
     device: Device,
     audio: AudioOptions,
+    vad: SileroVad,
     diarizer: Diarizer,
     whisper: Whisper,
     corrector: Corrector,
-    decode: DecodeOptions,
+    transcription: TranscriptionOptions,
     /// Where processed files go (and chunks come from): the configured object store.
     store: Arc<crate::storage::Store>,
-    /// The last analysed session's audio and turns, for its sample clips.
-    last: Option<(uuid::Uuid, Vec<f32>, Vec<Turn>)>,
+    /// The last analysed session, for its sample clips and `analyze`'s report.
+    last: Option<LastSession>,
+}
+
+/// What the last analysis keeps beyond its results.
+pub struct LastSession {
+    pub session_id: uuid::Uuid,
+    /// The session's 16 kHz audio, held once (sample clips are cut from it).
+    pub samples: Vec<f32>,
+    pub turns: Vec<SpeakerTurn>,
+    /// Detected speech and the windows Whisper decoded, in seconds.
+    pub speech: Vec<SpeechRegion>,
+    pub windows: Vec<(f64, f64)>,
+    /// Every word kept, in time order, with its speaker.
+    pub words: Vec<assign::SpeakerWord>,
 }
 
 /// Builds the pipeline on the Processor's thread (models load once, here).
@@ -70,6 +92,7 @@ impl SpeechPipeline {
         crate::inference::device::set_threads(
             (config.torch_threads > 0).then_some(config.torch_threads),
         );
+        let vad = SileroVad::load(&config.models_dir, device)?;
         let diarizer = Diarizer::load(&config.models_dir, device)?;
         let whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
         let prompt = match config.initial_prompt.as_deref() {
@@ -88,69 +111,88 @@ impl SpeechPipeline {
                 store: Some(store.clone()),
                 ..crate::commands::audio_options(config)
             },
+            vad,
             diarizer,
             whisper,
             corrector: Corrector::new(),
-            decode: DecodeOptions {
+            transcription: TranscriptionOptions {
                 initial_prompt: prompt,
-                ..DecodeOptions::default()
+                ..TranscriptionOptions::default()
             },
             store,
             last: None,
         })
     }
 
-    /// Who spoke when, in packing's terms, with speakers bounded as asked.
-    fn diarize(&mut self, samples: &[f32], options: &JobOptions) -> Result<Vec<Turn>, JobError> {
+    /// The last analysed session (its audio, turns, windows and words).
+    pub fn last_session(&self) -> Option<&LastSession> {
+        self.last.as_ref()
+    }
+
+    /// Who spoke when, with speakers bounded as asked.
+    fn diarize(&mut self, samples: &[f32], options: &JobOptions) -> Result<Diarization, JobError> {
         let opts = DiarizeOptions {
             min_speakers: options.min_speakers,
             max_speakers: options.max_speakers,
             ..DiarizeOptions::default()
         };
-        let diarization = self.diarizer.diarize(samples, &opts)?;
-        Ok(diarization
-            .turns
-            .iter()
-            .map(|t| Turn {
-                speaker: t.speaker,
-                start: t.start,
-                end: t.end,
-            })
-            .collect())
+        Ok(self.diarizer.diarize(samples, &opts)?)
     }
 
-    /// Transcribes every speaker window, in batches; returns segments in session time.
+    /// Speech regions (Silero VAD) and the windows Whisper decodes, cut at pauses.
+    fn plan_windows(
+        &mut self,
+        samples: &[f32],
+    ) -> Result<(Vec<SpeechRegion>, Vec<Window>), JobError> {
+        let probabilities = self.vad.frame_probabilities(samples)?;
+        let speech = speech_regions(&probabilities, samples.len(), &VadOptions::default());
+        let windows = windows::plan(&speech, &probabilities, WINDOW_SECONDS);
+        Ok((speech, windows))
+    }
+
+    /// Every word said, in time order, with session times; the Singlish corrections are made
+    /// here, word by word, where the audio is at hand to judge them.
     fn transcribe(
         &mut self,
-        windows: &[SpeakerWindow],
+        samples: &[f32],
+        speech: &[SpeechRegion],
+        windows: &[(f64, f64)],
         progress: Progress,
-    ) -> Result<Vec<TranscriptSegment>, JobError> {
-        let mut segments = Vec::new();
-        for (batch_index, batch) in windows.chunks(ASR_BATCH).enumerate() {
-            let audio: Vec<&[f32]> = batch.iter().map(|w| w.samples.as_slice()).collect();
-            let transcripts = self.whisper.transcribe_batch(&audio, &self.decode)?;
-            for (window, transcript) in batch.iter().zip(transcripts) {
-                for segment in transcript.segments {
-                    let text = self.corrector.correct(segment.text.trim());
-                    if text.is_empty() {
-                        continue;
-                    }
-                    segments.push(TranscriptSegment {
-                        speaker_label: speaker_label(window.speaker),
-                        start_seconds: window.to_source_time(segment.start),
-                        end_seconds: window.to_source_time(segment.end),
-                        text,
-                    });
-                }
-            }
-            let done = ((batch_index + 1) * ASR_BATCH).min(windows.len());
-            progress(
-                Stage::Transcribing,
-                (100 * done / windows.len().max(1)) as u8,
-            );
-        }
-        segments.sort_by(|a, b| a.start_seconds.total_cmp(&b.start_seconds));
-        Ok(segments)
+    ) -> Result<Vec<Word>, JobError> {
+        let opts = TranscriptionOptions {
+            clip_timestamps: windows.to_vec(),
+            speech_regions: speech.iter().map(|r| (r.start, r.end)).collect(),
+            ..self.transcription.clone()
+        };
+        let total = samples.len() as f64 / f64::from(SAMPLE_RATE);
+        let corrector = &self.corrector;
+        let corrections = |text: &str| -> Vec<Rewrite> {
+            corrector
+                .candidates(text)
+                .into_iter()
+                .map(|c| Rewrite {
+                    replacements: c
+                        .readings
+                        .iter()
+                        .map(|r| same_case(&text[c.range.clone()], r))
+                        .collect(),
+                    range: c.range,
+                    needs_evidence: c.needs_evidence,
+                })
+                .collect()
+        };
+        let segments = self.whisper.transcribe_with(
+            samples,
+            &opts,
+            &mut |seconds| {
+                progress(
+                    Stage::Transcribing,
+                    (100.0 * seconds / total.max(1e-9)).min(100.0) as u8,
+                )
+            },
+            &corrections,
+        )?;
+        Ok(segments.into_iter().flat_map(|s| s.words).collect())
     }
 }
 
@@ -167,6 +209,7 @@ impl SessionPipeline for SpeechPipeline {
             stages.push((stage, clock.elapsed().as_secs_f64()));
             clock = Instant::now();
         };
+        self.last = None; // the previous session's audio goes before this one's is decoded
 
         progress(Stage::Concatenating, 0);
         let decoded = audio::decode_session(&input.chunks, &self.audio)?;
@@ -182,22 +225,46 @@ impl SessionPipeline for SpeechPipeline {
         lap(Stage::Concatenating, &mut stage_seconds);
 
         progress(Stage::Diarizing, 0);
-        let turns = self.diarize(&samples, options)?;
+        let diarization = self.diarize(&samples, options)?;
         progress(Stage::Diarizing, 100);
         lap(Stage::Diarizing, &mut stage_seconds);
 
         progress(Stage::Transcribing, 0);
-        let windows = packing::pack(&samples, &turns, WINDOW_SECONDS, TURN_GAP_SECONDS);
+        let (speech, windows) = self.plan_windows(&samples)?;
         log::debug!(
-            "{} speaker turns packed into {} windows",
-            turns.len(),
+            "{} speech regions ({:.1} s) in {} windows",
+            speech.len(),
+            speech.iter().map(SpeechRegion::duration).sum::<f64>(),
             windows.len()
         );
-        let segments = self.transcribe(&windows, progress)?;
+        let words = self.transcribe(&samples, &speech, &windows, progress)?;
+        let words = assign::assign(words, &diarization);
+        let segments: Vec<TranscriptSegment> = assign::runs(&words)
+            .into_iter()
+            .filter(|run| !run.text.is_empty())
+            .map(|run| TranscriptSegment {
+                speaker_label: speaker_label(run.speaker),
+                start_seconds: run.start,
+                end_seconds: run.end,
+                text: run.text,
+            })
+            .collect();
+        progress(Stage::Transcribing, 100);
         lap(Stage::Transcribing, &mut stage_seconds);
 
-        let speakers = speaker_results(&turns, &segments, &WordCounter::new(&options.target_words));
-        self.last = Some((input.session_id, samples, turns));
+        let speakers = speaker_results(
+            &diarization.turns,
+            &segments,
+            &WordCounter::new(&options.target_words),
+        );
+        self.last = Some(LastSession {
+            session_id: input.session_id,
+            samples,
+            turns: diarization.turns,
+            speech,
+            windows,
+            words,
+        });
         Ok(Analysis {
             results: SessionResults {
                 session_id: input.session_id,
@@ -219,7 +286,10 @@ impl SessionPipeline for SpeechPipeline {
         progress: Progress,
     ) -> Result<Vec<SpeakerSample>, JobError> {
         let session_id = analysis.results.session_id;
-        let Some((_, samples, turns)) = self.last.take().filter(|(id, _, _)| *id == session_id)
+        let Some(last) = self
+            .last
+            .take()
+            .filter(|last| last.session_id == session_id)
         else {
             return Err(JobError::transient(
                 "the session's audio is no longer in memory; process it again",
@@ -227,31 +297,25 @@ impl SessionPipeline for SpeechPipeline {
         };
         if analysis.results.audio_url.is_some() {
             let key = processed_path(session_id, "full_audio.wav");
-            audio::publish_wav(&self.store, &key, &samples)?;
+            audio::publish_wav(&self.store, &key, &last.samples)?;
         }
         let mut clips = Vec::new();
         for (index, speaker) in analysis.results.speakers.iter().enumerate() {
             // The clearest turn: the speaker's longest.
-            let Some(longest) = turns
+            let Some(longest) = last
+                .turns
                 .iter()
                 .filter(|t| speaker_label(t.speaker) == speaker.label)
                 .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)))
             else {
                 continue;
             };
-            let path = processed_path(session_id, &format!("speaker_{}_sample.wav", speaker.label));
-            let url = audio::publish_wav_clip(
-                &self.store,
-                &path,
-                &samples,
+            clips.push(self.write_sample_clip(
+                session_id,
+                &speaker.label,
+                &last.samples,
                 longest.start,
-                SAMPLE_SECONDS,
-            )?;
-            clips.push(SpeakerSample {
-                speaker_label: speaker.label.clone(),
-                sample_audio_url: url,
-                sample_start_time: longest.start,
-            });
+            )?);
             progress(
                 Stage::GeneratingSamples,
                 (100 * (index + 1) / analysis.results.speakers.len()) as u8,
@@ -265,33 +329,72 @@ impl SessionPipeline for SpeechPipeline {
     }
 }
 
+impl SpeechPipeline {
+    /// Publishes one speaker's sample clip (up to [`SAMPLE_SECONDS`] from `start`) to the store
+    /// where the app expects it, and says where (its public URL).
+    fn write_sample_clip(
+        &self,
+        session_id: uuid::Uuid,
+        label: &str,
+        samples: &[f32],
+        start: f64,
+    ) -> Result<SpeakerSample, JobError> {
+        let path = processed_path(session_id, &format!("speaker_{label}_sample.wav"));
+        let url = audio::publish_wav_clip(&self.store, &path, samples, start, SAMPLE_SECONDS)?;
+        Ok(SpeakerSample {
+            speaker_label: label.to_string(),
+            sample_audio_url: url,
+            sample_start_time: start,
+        })
+    }
+}
+
+/// `word` with its first letter in capitals when `original`'s is ("La" → "Lah"), so a
+/// correction is judged on its spelling, not on a sentence's capital.
+fn same_case(original: &str, word: &str) -> String {
+    let capital = original.chars().next().is_some_and(char::is_uppercase);
+    let mut chars = word.chars();
+    match chars.next() {
+        Some(first) if capital => first.to_uppercase().chain(chars).collect(),
+        _ => word.to_string(),
+    }
+}
+
 /// Storage path of a processed file, as the app lays them out.
 fn processed_path(session_id: uuid::Uuid, file: &str) -> String {
     crate::storage::processed_key(session_id, file)
 }
 
-/// Speakers in label order with their turn counts, talk time and word counts.
+/// Speakers in label order with their turn counts, talk time and word counts (a speaker with
+/// words but no turn of their own still gets their counts).
 fn speaker_results(
-    turns: &[Turn],
+    turns: &[SpeakerTurn],
     segments: &[TranscriptSegment],
     counter: &WordCounter,
 ) -> Vec<SpeakerResult> {
     let mut speakers: BTreeMap<String, SpeakerResult> = BTreeMap::new();
-    for turn in turns {
-        let label = speaker_label(turn.speaker);
-        let entry = speakers
-            .entry(label.clone())
+    let entry = |speakers: &mut BTreeMap<String, SpeakerResult>, label: &str| {
+        speakers
+            .entry(label.to_string())
             .or_insert_with(|| SpeakerResult {
-                label,
+                label: label.to_string(),
                 segment_count: 0,
                 total_duration_seconds: 0.0,
                 word_counts: BTreeMap::new(),
-            });
-        entry.segment_count += 1;
-        entry.total_duration_seconds += turn.end - turn.start;
+            })
+            .label
+            .clone()
+    };
+    for turn in turns {
+        let label = entry(&mut speakers, &speaker_label(turn.speaker));
+        if let Some(speaker) = speakers.get_mut(&label) {
+            speaker.segment_count += 1;
+            speaker.total_duration_seconds += turn.end - turn.start;
+        }
     }
     for segment in segments {
-        if let Some(speaker) = speakers.get_mut(&segment.speaker_label) {
+        let label = entry(&mut speakers, &segment.speaker_label);
+        if let Some(speaker) = speakers.get_mut(&label) {
             for (word, count) in counter.count(&segment.text) {
                 *speaker.word_counts.entry(word).or_default() += count;
             }

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::SpeechPipeline;
+use super::{LastSession, SpeechPipeline};
 use crate::cli::Format;
 use crate::config::Config;
+use crate::inference::diarize::SpeakerTurn;
 use crate::pipeline::{Analysis, JobOptions, SessionPipeline};
 use crate::session::{speaker_label, ChunkRef, SessionInput};
 
@@ -45,11 +46,8 @@ pub fn analyze_files(
     let analysis = pipeline
         .analyze(&input, &options, &mut |_, _| {})
         .map_err(|e| e.to_string())?;
-    let turns = pipeline
-        .last
-        .as_ref()
-        .map(|(_, _, turns)| turns.clone())
-        .unwrap_or_default();
+    let last = pipeline.last_session();
+    let turns = last.map(|l| l.turns.clone()).unwrap_or_default();
     let name = files
         .first()
         .and_then(|f| f.file_stem())
@@ -59,14 +57,14 @@ pub fn analyze_files(
         Format::Text => print!("{}", text(&analysis, &turns)),
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&as_json(&analysis, &turns)).unwrap_or_default()
+            serde_json::to_string_pretty(&as_json(&analysis, last)).unwrap_or_default()
         ),
         Format::Rttm => print!("{}", rttm(&turns, &name)),
     }
     Ok(0)
 }
 
-fn text(analysis: &Analysis, turns: &[super::Turn]) -> String {
+fn text(analysis: &Analysis, turns: &[SpeakerTurn]) -> String {
     let results = &analysis.results;
     let mut out = format!(
         "Duration: {:.1}s   Speakers: {}   Segments: {}\n\n",
@@ -112,11 +110,21 @@ fn text(analysis: &Analysis, turns: &[super::Turn]) -> String {
     out
 }
 
-fn as_json(analysis: &Analysis, turns: &[super::Turn]) -> serde_json::Value {
+/// The results, the turns, the detected speech, Whisper's windows and every word with its
+/// speaker and times.
+fn as_json(analysis: &Analysis, last: Option<&LastSession>) -> serde_json::Value {
     let results = &analysis.results;
+    let turns = last.map_or(&[][..], |l| l.turns.as_slice());
+    let pairs = |pairs: &[(f64, f64)]| pairs.iter().map(|(s, e)| json!([s, e])).collect::<Vec<_>>();
     json!({
         "duration_seconds": results.duration_seconds,
         "turns": turns.iter().map(|t| json!({"speaker": speaker_label(t.speaker), "start": t.start, "end": t.end})).collect::<Vec<_>>(),
+        "speech": pairs(&last.map(|l| l.speech.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>()).unwrap_or_default()),
+        "windows": pairs(last.map_or(&[][..], |l| l.windows.as_slice())),
+        "words": last.map_or(&[][..], |l| l.words.as_slice()).iter().map(|w| json!({
+            "word": w.word.word.trim(), "start": w.word.start, "end": w.word.end,
+            "probability": w.word.probability, "speaker": speaker_label(w.speaker)
+        })).collect::<Vec<_>>(),
         "segments": results.segments.iter().map(|s| json!({
             "speaker": s.speaker_label, "start": s.start_seconds, "end": s.end_seconds, "text": s.text
         })).collect::<Vec<_>>(),
@@ -128,7 +136,7 @@ fn as_json(analysis: &Analysis, turns: &[super::Turn]) -> serde_json::Value {
 }
 
 /// `SPEAKER <file> 1 <start> <duration> <NA> <NA> <label> <NA> <NA>` per turn.
-pub fn rttm(turns: &[super::Turn], file_id: &str) -> String {
+pub fn rttm(turns: &[SpeakerTurn], file_id: &str) -> String {
     turns
         .iter()
         .map(|t| {

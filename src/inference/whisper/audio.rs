@@ -69,29 +69,6 @@ pub fn window_mels(
     Ok((mel, content_frames))
 }
 
-/// The mel spectrogram of a whole recording with 30 s of silence after it, as `transcribe()`
-/// computes it once before seeking through it: `[n_mels, frames]` and the content frame count.
-pub fn long_mel(
-    samples: &[f32],
-    filters: &Tensor,
-    device: Device,
-) -> Result<(Tensor, usize), TchError> {
-    let mut padded = samples.to_vec();
-    padded.resize(samples.len() + N_SAMPLES, 0.0);
-    let audio = Tensor::f_from_slice(&padded)?
-        .f_to_device(device)?
-        .f_unsqueeze(0)?;
-    let mel = log_mel_spectrogram(&audio, filters)?.f_squeeze_dim(0)?;
-    let frames = mel.size().last().copied().unwrap_or(0) as usize;
-    Ok((mel, frames.saturating_sub(N_FRAMES)))
-}
-
-/// `pad_or_trim(mel[:, seek:seek + size], N_FRAMES)`: `[n_mels, 3000]`, zero after the content.
-pub fn mel_segment(mel: &Tensor, seek: usize, size: usize) -> Result<Tensor, TchError> {
-    let segment = mel.f_narrow(1, seek as i64, size as i64)?;
-    segment.f_constant_pad_nd([0, (N_FRAMES - size) as i64])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

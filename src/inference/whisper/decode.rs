@@ -4,48 +4,10 @@
 //! probability at the first step, and the compression ratio that drives the fallback.
 
 use super::model::TextDecoder;
-use super::{Config, SpecialTokens, COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD};
-use super::{MAX_INITIAL_TIMESTAMP, NO_SPEECH_THRESHOLD, TEMPERATURES, TIME_PRECISION};
+use super::{Config, SpecialTokens, TIME_PRECISION};
 use rand::Rng;
 use std::io::Write;
 use tch::{Kind, TchError, Tensor};
-
-/// How to decode, with `transcribe()`'s defaults. Decoding is greedy at temperature 0 (beam
-/// search is not built yet).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodeOptions {
-    /// Tried in order while a result fails the thresholds (`temperature` of `transcribe()`).
-    pub temperatures: Vec<f64>,
-    /// Text that biases recognition (e.g. the Singlish vocabulary), put after <|startofprev|>.
-    pub initial_prompt: Option<String>,
-    /// `condition_on_previous_text` of long audio: the previous window's text is the prompt.
-    pub condition_on_previous_text: bool,
-    /// Language of multilingual models (English-only models have no language token).
-    pub language: String,
-    /// A window whose no-speech probability is above this (and log-probability low) is silence.
-    pub no_speech_threshold: Option<f64>,
-    /// An average log-probability below this asks for the next temperature.
-    pub logprob_threshold: Option<f64>,
-    /// A text whose zlib compression ratio is above this (repetition) asks for the next temperature.
-    pub compression_ratio_threshold: Option<f64>,
-    /// Windows decoded together (one read of the weights serves the whole batch).
-    pub max_batch: usize,
-}
-
-impl Default for DecodeOptions {
-    fn default() -> Self {
-        DecodeOptions {
-            temperatures: TEMPERATURES.to_vec(),
-            initial_prompt: None,
-            condition_on_previous_text: true,
-            language: "en".into(),
-            no_speech_threshold: Some(NO_SPEECH_THRESHOLD),
-            logprob_threshold: Some(LOGPROB_THRESHOLD),
-            compression_ratio_threshold: Some(COMPRESSION_RATIO_THRESHOLD),
-            max_batch: 8,
-        }
-    }
-}
 
 /// One window's decoding at one temperature (`DecodingResult`).
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +31,7 @@ pub struct LogitFilters {
 }
 
 impl LogitFilters {
-    pub fn new(config: &Config, sample_begin: usize) -> Self {
+    pub fn new(config: &Config, sample_begin: usize, max_initial_timestamp: f64) -> Self {
         let special = &config.special_tokens;
         // `_get_suppress_tokens`: the "-1" set plus the task and context tokens.
         let mut suppress_tokens = config.suppress_tokens.clone();
@@ -89,7 +51,7 @@ impl LogitFilters {
             suppress_tokens,
             special: special.clone(),
             max_initial_timestamp_index: Some(
-                (MAX_INITIAL_TIMESTAMP / TIME_PRECISION).round() as u32
+                (max_initial_timestamp / TIME_PRECISION).round() as u32
             ),
         }
     }
@@ -264,6 +226,7 @@ pub fn decode_batch(
     audio_features: &Tensor,
     initial: &[u32],
     temperature: f64,
+    max_initial_timestamp: f64,
     rng: &mut impl Rng,
 ) -> Result<Vec<DecodingResult>, TchError> {
     let special = &config.special_tokens;
@@ -272,7 +235,7 @@ pub fn decode_batch(
     let sample_begin = initial.len();
     let sot_index = initial.iter().position(|&t| t == special.sot).unwrap_or(0) as i64;
     let sample_len = config.n_text_ctx / 2;
-    let filters = LogitFilters::new(config, sample_begin);
+    let filters = LogitFilters::new(config, sample_begin, max_initial_timestamp);
 
     let mut cache = decoder.new_cache(audio_features)?;
     let prompt: Vec<i64> = (0..batch)
@@ -490,9 +453,9 @@ mod tests {
     #[test]
     fn repetition_compresses_well() {
         let repeated = "lah lah lah lah lah lah lah lah lah lah lah lah lah lah lah lah";
-        assert!(compression_ratio(repeated) > COMPRESSION_RATIO_THRESHOLD);
+        assert!(compression_ratio(repeated) > super::super::COMPRESSION_RATIO_THRESHOLD);
         let plain = "The quick brown fox jumps over the lazy dog.";
-        assert!(compression_ratio(plain) < COMPRESSION_RATIO_THRESHOLD);
+        assert!(compression_ratio(plain) < super::super::COMPRESSION_RATIO_THRESHOLD);
     }
 
     #[test]

@@ -1,17 +1,23 @@
 //! Whisper speech recognition on tch: the model's configuration and the audio and decoding
 //! constants, named as in OpenAI's reference (`whisper/model.py`, `audio.py`, `decoding.py`,
-//! `transcribe.py`); the network in `model.rs`, the log-mel front end in `audio.rs`, the
-//! decoding loop in `decode.rs`, windows and long audio in `transcribe.rs`.
+//! `transcribe.py`, `timing.py`); the network in `model.rs`, the log-mel front end in
+//! `audio.rs`, the decoding loop in `decode.rs`, the options in `options.rs`, the seek loop in
+//! `transcribe.rs`, the checks against invented text in `guards.rs` and word timestamps in
+//! `timing.rs`.
 
 pub mod audio;
 pub mod decode;
+pub mod guards;
 pub mod model;
+pub mod options;
+pub mod timing;
 pub mod tokenizer;
 pub mod transcribe;
 
-pub use decode::DecodeOptions;
 pub use model::Precision;
-pub use transcribe::{AsrSegment, Whisper, WindowTranscript};
+pub use options::TranscriptionOptions;
+pub use timing::Word;
+pub use transcribe::{AsrSegment, Rewrite, Whisper};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -37,6 +43,23 @@ pub struct Config {
     pub suppress_tokens: Vec<u32>,
     /// `SuppressBlank`: tokens that may not open a transcript (" " and <|endoftext|>).
     pub suppress_blank: Vec<u32>,
+    /// `(layer, head)` of the decoder's cross-attention heads that follow the audio in time
+    /// (`_ALIGNMENT_HEADS` of openai-whisper's `__init__.py`); empty: every head of the second
+    /// half of the layers, the reference's default.
+    #[serde(default)]
+    pub alignment_heads: Vec<(usize, usize)>,
+}
+
+impl Config {
+    /// The alignment heads, or the reference's default when the file names none.
+    pub fn alignment_heads(&self) -> Vec<(usize, usize)> {
+        if !self.alignment_heads.is_empty() {
+            return self.alignment_heads.clone();
+        }
+        (self.n_text_layer / 2..self.n_text_layer)
+            .flat_map(|layer| (0..self.n_text_head).map(move |head| (layer, head)))
+            .collect()
+    }
 }
 
 /// Ids of the special tokens, read from the tokenizer by the conversion script.

@@ -159,8 +159,30 @@ impl MultiHeadAttention {
         ))
     }
 
-    fn forward_cross(&self, x: &Tensor, kv: &(Tensor, Tensor)) -> Result<Tensor, TchError> {
-        self.qkv_attention(&self.query.forward(x)?, &kv.0, &kv.1, false)
+    fn forward_cross(
+        &self,
+        x: &Tensor,
+        kv: &(Tensor, Tensor),
+        qk_out: Option<&mut Option<Tensor>>,
+    ) -> Result<Tensor, TchError> {
+        let q = self.query.forward(x)?;
+        let Some(qk_out) = qk_out else {
+            return self.qkv_attention(&q, &kv.0, &kv.1, false);
+        };
+        // Written out (sdpa returns no weights): `qk = q kᵀ / √d`, kept for the alignment heads
+        // as the reference's `qkv_attention` returns it, before the softmax.
+        let (batch, ctx, state) = q.size3()?;
+        let q = self.split_heads(&q)?;
+        let scale = ((state / self.n_head) as f64).powf(-0.5);
+        let qk = q
+            .f_matmul(&kv.0.f_transpose(-1, -2)?)?
+            .f_mul_scalar(scale)?
+            .f_to_kind(Kind::Float)?;
+        let weights = qk.f_softmax(-1, Kind::Float)?.f_to_kind(kv.1.kind())?;
+        let wv = weights.f_matmul(&kv.1)?;
+        *qk_out = Some(qk);
+        self.out
+            .forward(&wv.f_transpose(1, 2)?.f_reshape([batch, ctx, state])?)
     }
 }
 
@@ -203,6 +225,7 @@ impl ResidualAttentionBlock {
         x: &Tensor,
         self_cache: Option<&mut Option<(Tensor, Tensor)>>,
         cross_kv: Option<&(Tensor, Tensor)>,
+        cross_qk: Option<&mut Option<Tensor>>,
     ) -> Result<Tensor, TchError> {
         let mut x = x.f_add(
             &self
@@ -210,7 +233,7 @@ impl ResidualAttentionBlock {
                 .forward_self(&self.attn_ln.forward(x)?, self_cache)?,
         )?;
         if let (Some((cross_attn, cross_attn_ln)), Some(kv)) = (&self.cross_attn, cross_kv) {
-            x = x.f_add(&cross_attn.forward_cross(&cross_attn_ln.forward(&x)?, kv)?)?;
+            x = x.f_add(&cross_attn.forward_cross(&cross_attn_ln.forward(&x)?, kv, cross_qk)?)?;
         }
         let hidden = self
             .mlp_0
@@ -239,7 +262,7 @@ impl AudioEncoder {
             .f_permute([0, 2, 1])?;
         let mut x = x.f_add(&self.positional_embedding)?;
         for block in &self.blocks {
-            x = block.forward(&x, None, None)?;
+            x = block.forward(&x, None, None, None)?;
         }
         self.ln_post.forward(&x)
     }
@@ -318,9 +341,38 @@ impl TextDecoder {
             .zip(cache.self_attn.iter_mut())
             .zip(cache.cross_attn.iter())
         {
-            x = block.forward(&x, Some(self_cache), Some(cross_kv))?;
+            x = block.forward(&x, Some(self_cache), Some(cross_kv), None)?;
         }
         self.ln.forward(&x)
+    }
+
+    /// The whole of `tokens` `[1, n]` against `audio_features` `[1, n_audio_ctx, state]` in one
+    /// pass, as the reference's `find_alignment` runs the model with hooks on the cross-attention:
+    /// the final hidden states `[1, n, state]` and, for each layer in `layers`, its
+    /// cross-attention `qk` `[1, head, n, n_audio_ctx]` (f32, before the softmax).
+    pub fn forward_with_cross_qk(
+        &self,
+        tokens: &Tensor,
+        audio_features: &Tensor,
+        layers: &[usize],
+    ) -> Result<(Tensor, Vec<Option<Tensor>>), TchError> {
+        let mut cache = self.new_cache(audio_features)?;
+        let n = tokens.size()[1];
+        let positions = self.positional_embedding.f_narrow(0, 0, n)?;
+        let mut x = Tensor::f_embedding(&self.token_embedding, tokens, -1, false, false)?
+            .f_add(&positions)?;
+        let mut qks: Vec<Option<Tensor>> = self.blocks.iter().map(|_| None).collect();
+        for (layer, ((block, self_cache), cross_kv)) in self
+            .blocks
+            .iter()
+            .zip(cache.self_attn.iter_mut())
+            .zip(cache.cross_attn.iter())
+            .enumerate()
+        {
+            let capture = layers.contains(&layer).then_some(&mut qks[layer]);
+            x = block.forward(&x, Some(self_cache), Some(cross_kv), capture)?;
+        }
+        Ok((self.ln.forward(&x)?, qks))
     }
 
     /// Logits over the vocabulary (`x @ token_embedding.T`), as f32: `[..., state]` → `[..., n_vocab]`.

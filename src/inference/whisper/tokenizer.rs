@@ -4,6 +4,9 @@
 use crate::inference::InferenceError;
 use std::path::{Path, PathBuf};
 
+/// Python's `string.punctuation`.
+const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
 /// Text ↔ token ids, as `whisper/tokenizer.py` encodes and decodes them.
 pub struct WhisperTokenizer {
     inner: tokenizers::Tokenizer,
@@ -46,6 +49,66 @@ impl WhisperTokenizer {
         self.inner
             .decode(&text_tokens, false)
             .map_err(|err| self.invalid(err))
+    }
+
+    /// `split_tokens_on_unicode`: the tokens grouped so each group decodes to whole characters
+    /// (a character may take several byte-level tokens), with each group's text.
+    pub fn split_tokens_on_unicode(
+        &self,
+        tokens: &[u32],
+    ) -> Result<(Vec<String>, Vec<Vec<u32>>), InferenceError> {
+        const REPLACEMENT: char = '\u{fffd}';
+        let full: Vec<char> = self.decode(tokens)?.chars().collect();
+        let (mut words, mut word_tokens, mut current) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        for &token in tokens {
+            current.push(token);
+            let decoded = self.decode(&current)?;
+            let chars: Vec<char> = decoded.chars().collect();
+            let complete = match chars.iter().position(|&c| c == REPLACEMENT) {
+                None => true,
+                Some(at) => full.get(offset + at) == Some(&REPLACEMENT),
+            };
+            if complete {
+                offset += chars.len();
+                words.push(decoded);
+                word_tokens.push(std::mem::take(&mut current));
+            }
+        }
+        Ok((words, word_tokens))
+    }
+
+    /// `split_tokens_on_spaces`: words as the reference splits them for timestamps (a word
+    /// starts at a leading space, a punctuation mark or a special token).
+    pub fn split_to_word_tokens(
+        &self,
+        tokens: &[u32],
+    ) -> Result<(Vec<String>, Vec<Vec<u32>>), InferenceError> {
+        let (subwords, subword_tokens) = self.split_tokens_on_unicode(tokens)?;
+        let mut words: Vec<String> = Vec::new();
+        let mut word_tokens: Vec<Vec<u32>> = Vec::new();
+        for (subword, tokens) in subwords.into_iter().zip(subword_tokens) {
+            let special = tokens.first().is_some_and(|&t| t >= self.eot);
+            let with_space = subword.starts_with(' ');
+            // Python's `subword.strip() in string.punctuation`: a substring test.
+            let punctuation = PUNCTUATION.contains(subword.trim());
+            match (
+                special || with_space || punctuation || words.is_empty(),
+                words.last_mut(),
+            ) {
+                (false, Some(last)) => {
+                    last.push_str(&subword);
+                    if let Some(last_tokens) = word_tokens.last_mut() {
+                        last_tokens.extend(tokens);
+                    }
+                }
+                _ => {
+                    words.push(subword);
+                    word_tokens.push(tokens);
+                }
+            }
+        }
+        Ok((words, word_tokens))
     }
 
     fn invalid(&self, err: tokenizers::Error) -> InferenceError {

@@ -1,36 +1,71 @@
-//! Speech to text with `transcribe.py`'s logic: windows of at most 30 s decoded in batches with
-//! temperature fallback and no-speech detection, and long audio walked through 30 s windows,
-//! seeking to the last timestamp and prompting each window with the text before it.
+//! Speech to text with the seek loop of `transcribe.py` (as faster-whisper's
+//! `generate_segments` runs it): the audio is walked through windows of at most 30 s that never
+//! cross the end of a clip (`clip_timestamps`: the speech pipeline cuts clips at pauses), each
+//! window decoded with temperature fallback and prompted with the text before it, cut into
+//! segments at its timestamp pairs, given word timestamps from the alignment heads
+//! (`timing.rs`), and the next window starts where the last complete segment (or word) ended.
+//! The checks against invented text are in `guards.rs`.
 
-use super::audio::{long_mel, mel_segment, window_mels};
-use super::decode::{
-    compression_ratio, decode_batch, initial_tokens, DecodeOptions, DecodingResult,
-};
+use super::audio::window_mels;
+use super::decode::{compression_ratio, decode_batch, initial_tokens};
+use super::guards::{self, Attempt};
 use super::model::{Precision, WhisperModel};
+use super::options::TranscriptionOptions;
+use super::timing::{add_word_timestamps, find_alignment, TimedSegment, Word};
 use super::tokenizer::WhisperTokenizer;
-use super::{
-    Config, HOP_LENGTH, N_FRAMES, N_SAMPLES, PROMPT_RESET_TEMPERATURE, SAMPLE_RATE, TIME_PRECISION,
-};
+use super::{Config, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, TIME_PRECISION};
 use crate::inference::InferenceError;
 use rand::SeedableRng;
 use std::path::Path;
 use tch::{Device, TchError, Tensor};
 
-/// One stretch of speech and its text; times in seconds.
+/// One stretch of speech and its text; times in seconds from the start of the audio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AsrSegment {
     pub start: f64,
     pub end: f64,
     pub text: String,
+    /// Its tokens as decoded (text and timestamps), what conditions the next window.
+    pub tokens: Vec<u32>,
     pub avg_logprob: f64,
     pub no_speech_prob: f64,
+    pub compression_ratio: f64,
+    pub temperature: f64,
+    /// Its words with their times (with `word_timestamps`), after the guards.
+    pub words: Vec<Word>,
 }
 
-/// What was said in one window; segment times are relative to the window's start.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct WindowTranscript {
-    pub segments: Vec<AsrSegment>,
-    pub text: String,
+impl TimedSegment for AsrSegment {
+    fn text_tokens(&self, eot: u32) -> Vec<u32> {
+        self.tokens.iter().copied().filter(|&t| t < eot).collect()
+    }
+    fn start(&self) -> f64 {
+        self.start
+    }
+    fn end(&self) -> f64 {
+        self.end
+    }
+    fn set_start(&mut self, start: f64) {
+        self.start = start;
+    }
+    fn set_end(&mut self, end: f64) {
+        self.end = end;
+    }
+    fn set_words(&mut self, words: Vec<Word>) {
+        self.words = words;
+    }
+}
+
+/// Other readings of a stretch of a window's text, proposed from outside (the Singlish
+/// corrections): the bytes `range` of the window's text (its words joined as written) may read
+/// as any of `replacements`. Without `needs_evidence` the first one is taken; with it, the
+/// decoder is forced through the window's text with each reading on the window's audio and
+/// the likeliest text wins (the text as decoded on a tie).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rewrite {
+    pub range: std::ops::Range<usize>,
+    pub replacements: Vec<String>,
+    pub needs_evidence: bool,
 }
 
 /// A loaded Whisper model with its tokenizer, on one device.
@@ -44,12 +79,11 @@ pub struct Whisper {
 
 /// Seed of the sampling at temperatures above 0, reset for every transcription.
 const SAMPLING_SEED: u64 = 0;
-/// A window whose text keeps stopping early is decoded at most this many times (each time from
-/// its last timestamp on); the last time keeps its unfinished tail.
-const MAX_ROUNDS_PER_WINDOW: usize = 8;
 
 /// The reference's `input_stride`: mel frames per output token position.
 const INPUT_STRIDE: usize = N_FRAMES / 1500;
+/// Mel frames per second.
+const FRAMES_PER_SECOND: f64 = SAMPLE_RATE as f64 / HOP_LENGTH as f64;
 
 /// A tch failure, with CUDA's out-of-memory told apart (a retry may find memory free).
 pub(crate) fn torch_error(err: TchError) -> InferenceError {
@@ -103,242 +137,459 @@ impl Whisper {
         })
     }
 
-    /// Transcribes windows of 16 kHz mono audio, each at most 30 s, `opts.max_batch` at a time.
-    /// As the reference does within one 30 s window: when the text stops at a timestamp before
-    /// the window's end (the model closed its last segment early), what follows that timestamp
-    /// is transcribed again in the next round, batched with the other windows' rests.
-    pub fn transcribe_batch(
+    /// The tokenizer of the model.
+    pub fn tokenizer(&self) -> &WhisperTokenizer {
+        &self.tokenizer
+    }
+
+    /// Transcribes 16 kHz mono `samples` (any length): the segments in time order, each with
+    /// its words when `opts.word_timestamps`.
+    pub fn transcribe(
         &mut self,
-        windows: &[&[f32]],
-        opts: &DecodeOptions,
-    ) -> Result<Vec<WindowTranscript>, InferenceError> {
-        if let Some((index, window)) = windows
-            .iter()
-            .enumerate()
-            .find(|(_, w)| w.len() > N_SAMPLES)
-        {
-            let seconds = window.len() as f64 / SAMPLE_RATE as f64;
-            return Err(InferenceError::WindowTooLong { index, seconds });
-        }
+        samples: &[f32],
+        opts: &TranscriptionOptions,
+    ) -> Result<Vec<AsrSegment>, InferenceError> {
+        self.transcribe_with_progress(samples, opts, &mut |_| {})
+    }
+
+    /// [`Whisper::transcribe`], telling `progress` after each window how far it got (seconds).
+    pub fn transcribe_with_progress(
+        &mut self,
+        samples: &[f32],
+        opts: &TranscriptionOptions,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Vec<AsrSegment>, InferenceError> {
+        self.transcribe_with(samples, opts, progress, &|_| Vec::new())
+    }
+
+    /// [`Whisper::transcribe_with_progress`], with each window's text offered to `rewrites`
+    /// (with word timestamps): a [`Rewrite`] that needs evidence is applied only when the
+    /// decoder, forced through both texts on the window's audio in the window's own context,
+    /// finds the rewritten one at least as likely.
+    pub fn transcribe_with(
+        &mut self,
+        samples: &[f32],
+        opts: &TranscriptionOptions,
+        progress: &mut dyn FnMut(f64),
+        rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
+    ) -> Result<Vec<AsrSegment>, InferenceError> {
         let _no_grad = tch::no_grad_guard();
         // Temperature fallback samples: start every call from the same seed, so the same audio
         // gives the same words whatever this model decoded before (a job taken again after a
         // crash, by another worker, must count the same words).
         self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
-        let prompt = self.initial_prompt_tokens(opts)?;
-        let initial = initial_tokens(&self.config, &opts.language, &prompt);
-        let mut segments: Vec<Vec<AsrSegment>> = vec![Vec::new(); windows.len()];
-        // (window, first sample not yet transcribed)
-        let mut pending: Vec<(usize, usize)> = (0..windows.len()).map(|w| (w, 0)).collect();
-        for round in 0..MAX_ROUNDS_PER_WINDOW {
-            let last_round = round + 1 == MAX_ROUNDS_PER_WINDOW;
-            let mut rests = Vec::new();
-            for chunk in pending.chunks(opts.max_batch.max(1)) {
-                let audio: Vec<&[f32]> =
-                    chunk.iter().map(|&(w, from)| &windows[w][from..]).collect();
-                let (mel, content_frames) =
-                    window_mels(&audio, &self.model.mel_filters, self.device)
-                        .map_err(torch_error)?;
-                let results = self.decode_with_fallback(&mel, &initial, opts)?;
-                for ((&(w, from), result), frames) in chunk.iter().zip(&results).zip(content_frames)
-                {
-                    if should_skip(result, opts) {
-                        continue;
-                    }
-                    let offset = from as f64 / SAMPLE_RATE as f64;
-                    let duration = (frames * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
-                    let (found, consumed) =
-                        self.segments_of(result, offset, duration, last_round)?;
-                    segments[w].extend(found.into_iter().map(|(segment, _)| segment));
-                    if let Some(used) = consumed {
-                        let next = from + used.max(1) * HOP_LENGTH;
-                        if next < windows[w].len() {
-                            rests.push((w, next));
+        let content_frames = samples.len() / HOP_LENGTH;
+        let mut all_tokens = self.initial_prompt_tokens(opts)?;
+        // The rewrites are judged on the transcript's own context, without the initial prompt
+        // (a prior for the words it names, which is what is in question).
+        let initial_prompt_len = all_tokens.len();
+        let mut prompt_reset_since = 0;
+        let mut last_speech_timestamp = 0.0;
+        let mut segments = Vec::new();
+        for (clip_start, clip_end) in seek_clips(&opts.clip_timestamps, content_frames) {
+            let mut seek = clip_start;
+            while seek < clip_end {
+                let time_offset = seek as f64 / FRAMES_PER_SECOND;
+                let segment_size = N_FRAMES.min(clip_end - seek);
+                let speech = guards::speech_within(
+                    &opts.speech_regions,
+                    time_offset,
+                    (seek + segment_size) as f64 / FRAMES_PER_SECOND,
+                );
+                if speech < guards::MIN_SPEECH_TO_DECODE_SECONDS {
+                    seek += segment_size; // no speech left here to transcribe
+                    continue;
+                }
+                let audio = &samples[seek * HOP_LENGTH..(seek + segment_size) * HOP_LENGTH];
+                let (mel, _) = window_mels(&[audio], &self.model.mel_filters, self.device)
+                    .map_err(torch_error)?;
+                let features = self.encode(&mel)?;
+                let prompt = if opts.condition_on_previous_text {
+                    &all_tokens[prompt_reset_since..]
+                } else {
+                    &[]
+                };
+                let initial = initial_tokens(&self.config, &opts.language, prompt);
+                let Some(attempt) = self.decode_with_fallback(&features, &initial, opts)? else {
+                    log::debug!(
+                        "whisper: the window at {time_offset:.2} s repeats itself at every \
+                         temperature; its text is dropped as hallucinated"
+                    );
+                    seek += segment_size;
+                    prompt_reset_since = all_tokens.len();
+                    continue;
+                };
+                if guards::should_skip(&attempt.result, opts) {
+                    seek += segment_size; // fast-forward to the next window
+                    continue;
+                }
+                let previous_seek = seek;
+                let (mut current, next_seek, single_timestamp_ending) =
+                    self.split_segments_by_timestamps(&attempt, time_offset, segment_size, seek)?;
+                seek = next_seek;
+                if opts.word_timestamps && !current.is_empty() {
+                    let text_tokens: Vec<u32> = current
+                        .iter()
+                        .flat_map(|s| s.text_tokens(self.config.special_tokens.eot))
+                        .collect();
+                    let sot_sequence = initial_tokens(&self.config, &opts.language, &[]);
+                    let alignment = find_alignment(
+                        &self.model.decoder,
+                        &self.config,
+                        &self.tokenizer,
+                        &features,
+                        &sot_sequence,
+                        &text_tokens,
+                        segment_size,
+                    )?;
+                    last_speech_timestamp = add_word_timestamps(
+                        &mut current,
+                        alignment,
+                        self.config.special_tokens.eot,
+                        time_offset,
+                        last_speech_timestamp,
+                    );
+                    if !single_timestamp_ending {
+                        let last_word_end = current.iter().rev().find_map(|s| s.words.last());
+                        if let Some(word) = last_word_end.filter(|w| w.end > time_offset) {
+                            seek = (word.end * FRAMES_PER_SECOND).round() as usize;
                         }
                     }
+                    self.apply_word_guards(&mut current, opts)?;
+                    let own_context = &all_tokens[prompt_reset_since.max(initial_prompt_len)..];
+                    let evidence_context = if opts.condition_on_previous_text {
+                        initial_tokens(&self.config, &opts.language, own_context)
+                    } else {
+                        sot_sequence.clone()
+                    };
+                    self.apply_rewrites(&mut current, &features, &evidence_context, rewrites)?;
                 }
-            }
-            if rests.is_empty() {
-                break;
-            }
-            log::debug!(
-                "whisper: {} window(s) ended early; transcribing their rest ({:?} s)",
-                rests.len(),
-                rests
-                    .iter()
-                    .map(|&(w, from)| (windows[w].len() - from) as f64 / SAMPLE_RATE as f64)
-                    .collect::<Vec<_>>()
-            );
-            pending = rests;
-        }
-        Ok(segments
-            .into_iter()
-            .map(|segments| {
-                let text = segments.iter().map(|s| s.text.as_str()).collect::<String>();
-                WindowTranscript { segments, text }
-            })
-            .collect())
-    }
-
-    /// Transcribes audio of any length as `transcribe()` does: one mel spectrogram for the whole
-    /// recording, 30 s windows, each starting where the previous one's last timestamp ended.
-    pub fn transcribe_long(
-        &mut self,
-        samples: &[f32],
-        opts: &DecodeOptions,
-    ) -> Result<Vec<AsrSegment>, InferenceError> {
-        let _no_grad = tch::no_grad_guard();
-        self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
-        let (mel, content_frames) =
-            long_mel(samples, &self.model.mel_filters, self.device).map_err(torch_error)?;
-        let mut all_tokens = self.initial_prompt_tokens(opts)?;
-        let mut prompt_reset_since = 0;
-        let mut segments = Vec::new();
-        let mut seek = 0;
-        while seek < content_frames {
-            let time_offset = (seek * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
-            let segment_size = N_FRAMES.min(content_frames - seek);
-            let segment_duration = (segment_size * HOP_LENGTH) as f64 / SAMPLE_RATE as f64;
-            let mel_window = mel_segment(&mel, seek, segment_size)
-                .and_then(|m| m.f_unsqueeze(0))
-                .map_err(torch_error)?;
-            let prompt = if opts.condition_on_previous_text {
-                &all_tokens[prompt_reset_since..]
-            } else {
-                &[]
-            };
-            let initial = initial_tokens(&self.config, &opts.language, prompt);
-            let result = self
-                .decode_with_fallback(&mel_window, &initial, opts)?
-                .remove(0);
-            if should_skip(&result, opts) {
-                seek += segment_size; // fast-forward to the next window
-                continue;
-            }
-            let (window_segments, consumed) =
-                self.segments_of(&result, time_offset, segment_duration, false)?;
-            seek += consumed.map_or(segment_size, |frames| frames.max(1));
-            for (segment, tokens) in window_segments {
-                all_tokens.extend(tokens);
-                segments.push(segment);
-            }
-            if !opts.condition_on_previous_text || result.temperature > PROMPT_RESET_TEMPERATURE {
-                prompt_reset_since = all_tokens.len();
+                // Always move on, whatever the timestamps said.
+                seek = seek.max(previous_seek + 1);
+                for segment in current {
+                    if segment.start == segment.end || segment.text.trim().is_empty() {
+                        continue;
+                    }
+                    all_tokens.extend(&segment.tokens);
+                    segments.push(segment);
+                }
+                if !opts.condition_on_previous_text
+                    || attempt.result.temperature > opts.prompt_reset_on_temperature
+                {
+                    prompt_reset_since = all_tokens.len();
+                }
+                progress(seek as f64 / FRAMES_PER_SECOND);
             }
         }
         Ok(segments)
     }
 
-    fn initial_prompt_tokens(&self, opts: &DecodeOptions) -> Result<Vec<u32>, InferenceError> {
+    fn initial_prompt_tokens(
+        &self,
+        opts: &TranscriptionOptions,
+    ) -> Result<Vec<u32>, InferenceError> {
         match &opts.initial_prompt {
             Some(prompt) => self.tokenizer.encode(&format!(" {}", prompt.trim())),
             None => Ok(Vec::new()),
         }
     }
 
-    /// `decode_with_fallback` for a batch of mel windows: windows whose result is too
-    /// repetitive or too unlikely are decoded again, together, at the next temperature.
-    fn decode_with_fallback(
-        &mut self,
-        mel: &Tensor,
-        initial: &[u32],
-        opts: &DecodeOptions,
-    ) -> Result<Vec<DecodingResult>, InferenceError> {
+    /// The encoder's output for `mel` `[batch, n_mels, 3000]`, in the model's number format.
+    fn encode(&self, mel: &Tensor) -> Result<Tensor, InferenceError> {
         let started = std::time::Instant::now();
         let mel = mel.f_to_kind(self.model.kind).map_err(torch_error)?;
-        let audio_features = self.model.encoder.forward(&mel).map_err(torch_error)?;
-        let batch = audio_features.size()[0] as usize;
+        let features = self.model.encoder.forward(&mel).map_err(torch_error)?;
         log::debug!(
-            "whisper: encoded {batch} window(s) in {:.2} s",
+            "whisper: encoded a window in {:.2} s",
             started.elapsed().as_secs_f64()
         );
-        let mut results: Vec<Option<DecodingResult>> = vec![None; batch];
-        let mut pending: Vec<usize> = (0..batch).collect();
+        Ok(features)
+    }
+
+    /// `generate_with_fallback` for one window: decoded at each temperature in turn until an
+    /// attempt passes the thresholds; when none does, faster-whisper's choice among them, or
+    /// `None` when every attempt is too repetitive (hallucinated).
+    fn decode_with_fallback(
+        &mut self,
+        features: &Tensor,
+        initial: &[u32],
+        opts: &TranscriptionOptions,
+    ) -> Result<Option<Attempt>, InferenceError> {
         let temperatures = if opts.temperatures.is_empty() {
             vec![0.0]
         } else {
             opts.temperatures.clone()
         };
-        for (step, &temperature) in temperatures.iter().enumerate() {
-            let rows: Vec<i64> = pending.iter().map(|&r| r as i64).collect();
-            let features = if pending.len() == batch {
-                audio_features.shallow_clone()
-            } else {
-                let index = Tensor::f_from_slice(&rows).and_then(|i| i.f_to_device(self.device));
-                index
-                    .and_then(|i| audio_features.f_index_select(0, &i))
-                    .map_err(torch_error)?
-            };
+        let mut attempts = Vec::new();
+        for &temperature in &temperatures {
             let started = std::time::Instant::now();
             let _one_thread = SingleThreaded::new();
-            let decoded = decode_batch(
+            let result = decode_batch(
                 &self.model.decoder,
                 &self.config,
-                &features,
+                features,
                 initial,
                 temperature,
+                opts.max_initial_timestamp,
                 &mut self.rng,
             )
-            .map_err(torch_error)?;
+            .map_err(torch_error)?
+            .remove(0);
+            let text = self.tokenizer.decode(&result.tokens)?;
+            let attempt = Attempt {
+                compression_ratio: compression_ratio(text.trim()),
+                result,
+                text,
+            };
             log::debug!(
-                "whisper: decoded {} window(s) at temperature {temperature} in {:.2} s, {} tokens",
-                rows.len(),
+                "whisper: decoded at temperature {temperature} in {:.2} s: {} tokens, avg \
+                 log-prob {:.2}, compression ratio {:.2}, no-speech {:.2}",
                 started.elapsed().as_secs_f64(),
-                decoded.iter().map(|d| d.tokens.len()).sum::<usize>()
+                attempt.result.tokens.len(),
+                attempt.result.avg_logprob,
+                attempt.compression_ratio,
+                attempt.result.no_speech_prob
             );
-            let last_try = step + 1 == temperatures.len();
-            let mut still_pending = Vec::new();
-            for (row, result) in pending.iter().copied().zip(decoded) {
-                let text = self.tokenizer.decode(&result.tokens)?;
-                if last_try || !needs_fallback(&result, &text, opts) {
-                    results[row] = Some(result);
-                } else {
-                    still_pending.push(row);
-                }
+            if !guards::needs_fallback(&attempt, opts) {
+                return Ok(Some(attempt));
             }
-            pending = still_pending;
-            if pending.is_empty() {
-                break;
-            }
+            attempts.push(attempt);
         }
-        Ok(results.into_iter().flatten().collect())
+        let last = temperatures.last().copied().unwrap_or(0.0);
+        Ok(
+            guards::choose_after_fallback(attempts, opts).map(|mut chosen| {
+                chosen.result.temperature = last; // for the prompt reset, as faster-whisper does
+                chosen
+            }),
+        )
     }
 
-    /// The segments of one window's tokens, split at consecutive timestamps as `transcribe.py`
-    /// does, and the frames they consume (`None`: the whole window). With `keep_tail` the text
-    /// after the last complete segment becomes a segment ending at the window's end (a window
-    /// decoded once); without it that text is left for the next window (long audio).
-    fn segments_of(
+    /// `_split_segments_by_timestamps`: the window's segments (session times), where the next
+    /// window starts, and whether the text ended on a single timestamp (nothing left unsaid).
+    fn split_segments_by_timestamps(
         &self,
-        result: &DecodingResult,
+        attempt: &Attempt,
         time_offset: f64,
-        segment_duration: f64,
-        keep_tail: bool,
-    ) -> Result<WindowSegments, InferenceError> {
+        segment_size: usize,
+        seek: usize,
+    ) -> Result<(Vec<AsrSegment>, usize, bool), InferenceError> {
+        let timestamp_begin = self.config.special_tokens.timestamp_begin;
+        let split = split_at_timestamps(&attempt.result.tokens, timestamp_begin);
+        let segment_duration = segment_size as f64 / FRAMES_PER_SECOND;
         let mut segments = Vec::new();
-        let mut consumed = None;
-        for piece in split_at_timestamps(
-            &result.tokens,
-            self.config.special_tokens.timestamp_begin,
-            keep_tail,
-        ) {
-            let text = self.tokenizer.decode(piece.tokens)?;
-            consumed = piece.seek_frames;
+        for piece in &split.pieces {
             let start = time_offset + piece.start.unwrap_or(0.0);
             let end = time_offset + piece.end.unwrap_or(segment_duration).min(segment_duration);
-            if start >= end || text.trim().is_empty() {
-                continue; // instantaneous or empty: the reference clears these
-            }
-            let segment = AsrSegment {
+            segments.push(AsrSegment {
                 start,
                 end,
-                text,
-                avg_logprob: result.avg_logprob,
-                no_speech_prob: result.no_speech_prob,
-            };
-            segments.push((segment, piece.tokens.to_vec()));
+                text: self.tokenizer.decode(piece.tokens)?,
+                tokens: piece.tokens.to_vec(),
+                avg_logprob: attempt.result.avg_logprob,
+                no_speech_prob: attempt.result.no_speech_prob,
+                compression_ratio: attempt.compression_ratio,
+                temperature: attempt.result.temperature,
+                words: Vec::new(),
+            });
         }
-        Ok((segments, consumed))
+        let next_seek = match split.seek_frames {
+            Some(frames) => seek + frames,
+            None => seek + segment_size,
+        };
+        Ok((segments, next_seek, split.single_timestamp_ending))
+    }
+
+    /// Applies the rewrites proposed for the window's text (see [`Rewrite`]).
+    fn apply_rewrites(
+        &self,
+        segments: &mut [AsrSegment],
+        features: &Tensor,
+        initial: &[u32],
+        rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
+    ) -> Result<(), InferenceError> {
+        // The window's text, and where each word is in it: (segment, word, byte range).
+        let mut text = String::new();
+        let mut places = Vec::new();
+        for (s, segment) in segments.iter().enumerate() {
+            for (w, word) in segment.words.iter().enumerate() {
+                places.push((s, w, text.len()..text.len() + word.word.len()));
+                text.push_str(&word.word);
+            }
+        }
+        let proposed = rewrites(&text);
+        if proposed.is_empty() {
+            return Ok(());
+        }
+        let mut original_logprob = None;
+        // (segment, first word, last word, new text of those words), applied back to front.
+        let mut accepted = Vec::new();
+        for rewrite in proposed {
+            let covered: Vec<&(usize, usize, std::ops::Range<usize>)> = places
+                .iter()
+                .filter(|(_, _, r)| r.start < rewrite.range.end && rewrite.range.start < r.end)
+                .collect();
+            let (Some(first), Some(last)) = (covered.first(), covered.last()) else {
+                continue;
+            };
+            if first.0 != last.0 {
+                continue; // a phrase across two segments is left as it is
+            }
+            let mut chosen = rewrite.replacements.first().cloned();
+            if rewrite.needs_evidence {
+                let original = match original_logprob {
+                    Some(value) => value,
+                    None => *original_logprob.insert(self.text_logprob(features, initial, &text)?),
+                };
+                let mut best = (original, None);
+                for replacement in &rewrite.replacements {
+                    let mut changed = text.clone();
+                    changed.replace_range(rewrite.range.clone(), replacement);
+                    let logprob = self.text_logprob(features, initial, &changed)?;
+                    if logprob > best.0 {
+                        best = (logprob, Some(replacement.clone()));
+                    }
+                }
+                log::debug!(
+                    "whisper: {:?} or {:?}: {:?} (log-likelihood {:.2} against {original:.2})",
+                    &text[rewrite.range.clone()],
+                    rewrite.replacements,
+                    best.1,
+                    best.0
+                );
+                chosen = best.1;
+            }
+            let Some(replacement) = chosen else {
+                continue;
+            };
+            let span = first.2.start..last.2.end;
+            let mut words_text = text[span.clone()].to_string();
+            words_text.replace_range(
+                rewrite.range.start - span.start..rewrite.range.end - span.start,
+                &replacement,
+            );
+            accepted.push((first.0, first.1, last.1, words_text));
+        }
+        for (s, first, last, new_text) in accepted.into_iter().rev() {
+            let segment = &mut segments[s];
+            let words = &segment.words[first..=last];
+            let merged = Word {
+                word: new_text,
+                start: words[0].start,
+                end: words[words.len() - 1].end,
+                probability: words.iter().map(|w| w.probability).fold(1.0, f64::min),
+            };
+            segment.words.splice(first..=last, [merged]);
+            segment.text = segment.words.iter().map(|w| w.word.as_str()).collect();
+        }
+        Ok(())
+    }
+
+    /// Forced decoding: the log-likelihood of `text` (then <|endoftext|>) on the window's audio,
+    /// after the window's `initial` tokens (its prompt) and <|notimestamps|>.
+    fn text_logprob(
+        &self,
+        features: &Tensor,
+        initial: &[u32],
+        text: &str,
+    ) -> Result<f64, InferenceError> {
+        let special = &self.config.special_tokens;
+        let mut tokens: Vec<i64> = initial.iter().map(|&t| t as i64).collect();
+        tokens.push(special.no_timestamps as i64);
+        let scored_from = tokens.len();
+        tokens.extend(self.tokenizer.encode(text)?.into_iter().map(i64::from));
+        tokens.push(special.eot as i64);
+        let max = self.config.n_text_ctx as i64;
+        let logprobs = (|| -> Result<Vec<f32>, TchError> {
+            let input = Tensor::f_from_slice(&tokens)?
+                .f_view([1, -1])?
+                .f_to_device(self.device)?;
+            let mut cache = self.model.decoder.new_cache(features)?;
+            let hidden = self
+                .model
+                .decoder
+                .forward(&input, &mut cache)?
+                .f_select(0, 0)?;
+            let logprobs = self
+                .model
+                .decoder
+                .logits(&hidden)?
+                .f_log_softmax(-1, tch::Kind::Float)?;
+            let targets = Tensor::f_from_slice(&tokens[scored_from..])?
+                .f_to_device(self.device)?
+                .f_view([-1, 1])?;
+            let picked = logprobs
+                .f_narrow(0, scored_from as i64 - 1, targets.size()[0])?
+                .f_gather(1, &targets, false)?
+                .f_view([-1])?
+                .f_to_device(Device::Cpu)?;
+            Vec::<f32>::try_from(&picked)
+        })();
+        if tokens.len() as i64 > max {
+            return Ok(f64::NEG_INFINITY);
+        }
+        Ok(logprobs
+            .map_err(torch_error)?
+            .iter()
+            .map(|&l| f64::from(l))
+            .sum())
+    }
+
+    /// Drops words outside detected speech and repeated loops from the window's segments, and
+    /// rewrites a segment's text (and the tokens that prompt the next window) from the words
+    /// kept when any went.
+    fn apply_word_guards(
+        &self,
+        segments: &mut [AsrSegment],
+        opts: &TranscriptionOptions,
+    ) -> Result<(), InferenceError> {
+        let all: Vec<(usize, Word)> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.words.iter().cloned().map(move |w| (i, w)))
+            .collect();
+        let words: Vec<Word> = all.iter().map(|(_, w)| w.clone()).collect();
+        let anomalous: Vec<bool> = segments
+            .iter()
+            .map(|s| {
+                guards::is_segment_anomaly(&s.words)
+                    && guards::copies_prompt(&s.words, opts.initial_prompt.as_deref())
+            })
+            .collect();
+        let mut keep = vec![false; all.len()];
+        for index in guards::without_loops(&words) {
+            keep[index] = guards::inside_speech(&words[index], &opts.speech_regions)
+                && !anomalous[all[index].0];
+        }
+        for (index, segment) in segments.iter_mut().enumerate() {
+            let kept: Vec<Word> = all
+                .iter()
+                .zip(&keep)
+                .filter(|((owner, _), &k)| *owner == index && k)
+                .map(|((_, w), _)| w.clone())
+                .collect();
+            if kept.len() == segment.words.len() {
+                continue;
+            }
+            let dropped: String = segment
+                .words
+                .iter()
+                .filter(|w| !kept.contains(w))
+                .map(|w| w.word.as_str())
+                .collect();
+            log::debug!(
+                "whisper: dropped{dropped:?} at {:.2}-{:.2} s (outside speech, a loop or a copy of the prompt)",
+                segment.start,
+                segment.end
+            );
+            segment.text = kept.iter().map(|w| w.word.as_str()).collect();
+            segment.tokens = self.tokenizer.encode(&segment.text)?;
+            if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+                segment.start = first.start;
+                segment.end = last.end;
+            }
+            segment.words = kept;
+        }
+        Ok(())
     }
 }
 
@@ -365,32 +616,21 @@ impl Drop for SingleThreaded {
     }
 }
 
-/// A window's segments with their tokens, and the mel frames they consumed (`None`: all).
-type WindowSegments = (Vec<(AsrSegment, Vec<u32>)>, Option<usize>);
-
-/// `needs_fallback` of `decode_with_fallback`.
-fn needs_fallback(result: &DecodingResult, text: &str, opts: &DecodeOptions) -> bool {
-    let too_repetitive = opts
-        .compression_ratio_threshold
-        .is_some_and(|limit| compression_ratio(text) > limit);
-    let too_unlikely = opts
-        .logprob_threshold
-        .is_some_and(|limit| result.avg_logprob < limit);
-    let silence = opts
-        .no_speech_threshold
-        .is_some_and(|limit| result.no_speech_prob > limit);
-    (too_repetitive || too_unlikely) && !(silence && too_unlikely)
-}
-
-/// The no-speech skip of `transcribe.py`: likely silence, unless the text is confident.
-fn should_skip(result: &DecodingResult, opts: &DecodeOptions) -> bool {
-    let Some(threshold) = opts.no_speech_threshold else {
-        return false;
-    };
-    let confident = opts
-        .logprob_threshold
-        .is_some_and(|limit| result.avg_logprob > limit);
-    result.no_speech_prob > threshold && !confident
+/// The `(start, end)` mel frames of each clip, within the audio (`clip_timestamps`; empty:
+/// the whole audio).
+fn seek_clips(clip_timestamps: &[(f64, f64)], content_frames: usize) -> Vec<(usize, usize)> {
+    if clip_timestamps.is_empty() {
+        return vec![(0, content_frames)];
+    }
+    clip_timestamps
+        .iter()
+        .map(|&(start, end)| {
+            let frame =
+                |t: f64| ((t.max(0.0) * FRAMES_PER_SECOND).round() as usize).min(content_frames);
+            (frame(start), frame(end))
+        })
+        .filter(|(start, end)| start < end)
+        .collect()
 }
 
 /// One segment's tokens and its timestamps (seconds into the window).
@@ -399,16 +639,20 @@ pub struct TokenPiece<'a> {
     pub tokens: &'a [u32],
     pub start: Option<f64>,
     pub end: Option<f64>,
-    /// Where the next window starts, in mel frames, when this is the last piece.
-    pub seek_frames: Option<usize>,
 }
 
-/// `transcribe.py`'s split of sampled tokens at consecutive timestamp tokens.
-pub fn split_at_timestamps(
-    tokens: &[u32],
-    timestamp_begin: u32,
-    keep_tail: bool,
-) -> Vec<TokenPiece<'_>> {
+/// A window's tokens split into segments.
+#[derive(Debug, PartialEq)]
+pub struct TokenSplit<'a> {
+    pub pieces: Vec<TokenPiece<'a>>,
+    /// Where the next window starts, in mel frames from this one's start; `None`: after it.
+    pub seek_frames: Option<usize>,
+    pub single_timestamp_ending: bool,
+}
+
+/// `_split_segments_by_timestamps`' split of sampled tokens at consecutive timestamp tokens:
+/// an unfinished last segment is left for the next window, which starts at its timestamp.
+pub fn split_at_timestamps(tokens: &[u32], timestamp_begin: u32) -> TokenSplit<'_> {
     let is_timestamp = |t: u32| t >= timestamp_begin;
     let position = |t: u32| (t - timestamp_begin) as usize;
     let seconds = |t: u32| position(t) as f64 * TIME_PRECISION;
@@ -418,24 +662,27 @@ pub fn split_at_timestamps(
     let mut slices: Vec<usize> = (1..tokens.len())
         .filter(|&i| is_timestamp(tokens[i - 1]) && is_timestamp(tokens[i]))
         .collect();
-    let mut pieces = Vec::new();
     if slices.is_empty() {
         // No complete segment: the whole window is one, up to its last timestamp if any.
         let last = tokens
             .iter()
             .rev()
-            .find(|&&t| is_timestamp(t) && t != timestamp_begin);
-        pieces.push(TokenPiece {
-            tokens,
-            start: None,
-            end: last.map(|&t| seconds(t)),
+            .find(|&&t| is_timestamp(t))
+            .filter(|&&t| t != timestamp_begin);
+        return TokenSplit {
+            pieces: vec![TokenPiece {
+                tokens,
+                start: None,
+                end: last.map(|&t| seconds(t)),
+            }],
             seek_frames: None,
-        });
-        return pieces;
+            single_timestamp_ending,
+        };
     }
     if single_timestamp_ending {
         slices.push(tokens.len());
     }
+    let mut pieces = Vec::new();
     let mut last_slice = 0;
     for &current in &slices {
         let piece = &tokens[last_slice..current];
@@ -443,26 +690,16 @@ pub fn split_at_timestamps(
             tokens: piece,
             start: piece.first().map(|&t| seconds(t)),
             end: piece.last().map(|&t| seconds(t)),
-            seek_frames: None,
         });
         last_slice = current;
     }
-    if !single_timestamp_ending {
-        let seek_frames = Some(position(tokens[last_slice - 1]) * INPUT_STRIDE);
-        let tail = &tokens[last_slice..];
-        if keep_tail && tail.iter().any(|&t| !is_timestamp(t)) {
-            let start = seconds(tokens[last_slice - 1]);
-            pieces.push(TokenPiece {
-                tokens: tail,
-                start: Some(start),
-                end: None,
-                seek_frames: None,
-            });
-        } else if let Some(last) = pieces.last_mut() {
-            last.seek_frames = seek_frames;
-        }
+    let seek_frames =
+        (!single_timestamp_ending).then(|| position(tokens[last_slice - 1]) * INPUT_STRIDE);
+    TokenSplit {
+        pieces,
+        seek_frames,
+        single_timestamp_ending,
     }
-    pieces
 }
 
 #[cfg(test)]
@@ -475,31 +712,46 @@ mod tests {
     fn segments_split_at_timestamp_pairs() {
         // <|0.00|> a <|1.00|><|1.00|> b <|2.40|>  → two segments, the window is used up.
         let tokens = [T, 10, T + 50, T + 50, 11, T + 120];
-        let pieces = split_at_timestamps(&tokens, T, false);
-        assert_eq!(pieces.len(), 2);
-        assert_eq!((pieces[0].start, pieces[0].end), (Some(0.0), Some(1.0)));
-        assert_eq!(pieces[1].tokens, &[T + 50, 11, T + 120]);
-        assert!((pieces[1].end.unwrap() - 2.4).abs() < 1e-9);
-        assert_eq!(pieces[1].seek_frames, None);
+        let split = split_at_timestamps(&tokens, T);
+        assert_eq!(split.pieces.len(), 2);
+        assert_eq!(
+            (split.pieces[0].start, split.pieces[0].end),
+            (Some(0.0), Some(1.0))
+        );
+        assert_eq!(split.pieces[1].tokens, &[T + 50, 11, T + 120]);
+        assert!((split.pieces[1].end.unwrap() - 2.4).abs() < 1e-9);
+        assert_eq!(split.seek_frames, None);
+        assert!(split.single_timestamp_ending);
     }
 
     #[test]
     fn an_unfinished_segment_is_left_for_the_next_window() {
         // <|0.00|> a <|1.00|><|1.00|> b (cut off) → seek to 1.00 s = 100 frames.
         let tokens = [T, 10, T + 50, T + 50, 11];
-        let pieces = split_at_timestamps(&tokens, T, false);
-        assert_eq!(pieces.len(), 1);
-        assert_eq!(pieces[0].seek_frames, Some(100));
-        let kept = split_at_timestamps(&tokens, T, true);
-        assert_eq!(kept.len(), 2);
-        assert_eq!((kept[1].start, kept[1].end), (Some(1.0), None));
+        let split = split_at_timestamps(&tokens, T);
+        assert_eq!(split.pieces.len(), 1);
+        assert_eq!(split.seek_frames, Some(100));
+        assert!(!split.single_timestamp_ending);
     }
 
     #[test]
     fn text_without_pairs_is_one_segment() {
         let tokens = [T, 10, 11, T + 75];
-        let pieces = split_at_timestamps(&tokens, T, false);
-        assert_eq!(pieces.len(), 1);
-        assert_eq!((pieces[0].start, pieces[0].end), (None, Some(1.5)));
+        let split = split_at_timestamps(&tokens, T);
+        assert_eq!(split.pieces.len(), 1);
+        assert_eq!(
+            (split.pieces[0].start, split.pieces[0].end),
+            (None, Some(1.5))
+        );
+        assert_eq!(split.seek_frames, None);
+    }
+
+    #[test]
+    fn clips_become_frames_within_the_audio() {
+        assert_eq!(seek_clips(&[], 500), vec![(0, 500)]);
+        assert_eq!(
+            seek_clips(&[(0.5, 2.0), (3.0, 9.0), (7.0, 7.0)], 600),
+            vec![(50, 200), (300, 600)]
+        );
     }
 }
