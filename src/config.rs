@@ -231,7 +231,8 @@ pub struct Config {
     )]
     pub whisper_model: String,
 
-    /// Text that biases Whisper towards the Singlish vocabulary ("" turns it off).
+    /// Text Whisper decodes the first window after (e.g. the vocabulary to expect); none by
+    /// default (see `speech`'s notes on the prompt).
     #[arg(long, env = "LAHSTATS_INITIAL_PROMPT", global = true)]
     pub initial_prompt: Option<String>,
 

@@ -36,18 +36,16 @@ pub type Window = (f64, f64);
 /// Longest sample clip per speaker, as the original cut them.
 const SAMPLE_SECONDS: f64 = 5.0;
 
-/// The default prompt: Singlish said the way friends say it, so Whisper prefers these spellings.
-/// Sentences, not a word list: a list invites tiny.en to copy it into short windows ("Aiyo,
-/// paiseh, alamak, ..." where none was said). It is the first window's prompt only (the
-/// transcript's own text takes its place as the reference's seek loop goes on), and it is kept
-/// because it measurably helps what the product counts: on the three-voice Singlish
-/// conversation (tests/pipeline_singlish.rs) tiny.en counted 40–54 % of the target words for
-/// their speaker with it and 23 % without. It costs real English some accuracy (tiny.en WER on
-/// the AMI excerpts 0.558 with it, 0.513 without; on the NSC clips 0.547 against 0.506), and
-/// what it might push into unclear audio is checked: corrections and English-looking target
-/// words are judged without it, and a segment that copies it and scores as anomalous is
-/// dropped (`inference::whisper::guards`). `LAHSTATS_INITIAL_PROMPT=""` turns it off.
-pub const DEFAULT_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena scolded, cannot tahan. Don't so kiasu or kaypoh lor. Alamak, bojio! Jialat sia. Let's lepak and makan, then chope a seat and drink kopi. So sian, so blur, so atas. Aiyah, steady leh.";
+// Whisper decodes without an initial prompt unless `LAHSTATS_INITIAL_PROMPT` gives one, as the
+// reference implementations do. A Singlish prompt (sentences of the target words) was the
+// default until it was measured on real speech: tiny.en WER on the AMI excerpts 0.558 with it
+// and 0.513 without, on the NSC clips 0.547 against 0.506, and target words counted for the
+// right speaker on AMI (`score_counts.py`) F1 0.46 with it against 0.77 without. It also set
+// the transcript's style for the windows after it: on one voice reading 24 numbered sentences
+// it led tiny.en to spell the numbers out and then copy "Number twenty," over 21 and 22
+// (faster-whisper with the same weights, windows and prompt does the same; without the prompt
+// both write all 24). It helped only espeak-ng's synthetic Singlish (tests/pipeline_singlish.rs:
+// 40–51 % of the target words counted with it, 23 % without), which is not evidence enough.
 
 // ---- state ----
 
@@ -95,11 +93,12 @@ impl SpeechPipeline {
         let vad = SileroVad::load(&config.models_dir, device)?;
         let diarizer = Diarizer::load(&config.models_dir, device)?;
         let whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
-        let prompt = match config.initial_prompt.as_deref() {
-            None => Some(DEFAULT_PROMPT.to_string()),
-            Some("") => None,
-            Some(text) => Some(text.to_string()),
-        };
+        let prompt = config
+            .initial_prompt
+            .as_deref()
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_string);
         log::info!(
             "🧠 Models loaded in {:.1}s",
             started.elapsed().as_secs_f64()
