@@ -231,8 +231,8 @@ pub struct Config {
     )]
     pub whisper_model: String,
 
-    /// Text Whisper decodes the first window after (e.g. the vocabulary to expect); none by
-    /// default (see `speech`'s notes on the prompt).
+    /// Text put before the first window's prompt to bias Whisper's spellings (e.g.
+    /// `speech::SINGLISH_PROMPT`); none by default, as measured on real recordings.
     #[arg(long, env = "LAHSTATS_INITIAL_PROMPT", global = true)]
     pub initial_prompt: Option<String>,
 

@@ -229,7 +229,7 @@ fn plain_english_gets_no_invented_target_words() {
 /// target word is counted for a voice that did not say it. How many of the words said are
 /// counted is printed, not asserted: unprompted tiny.en hears espeak-ng's Singlish as English
 /// ("Cannot laugh", "very sharp one"; 4 of the 20 target words said at the last measurement,
-/// every one for its speaker) — see `speech`'s notes on the prompt.
+/// every one for its speaker) — see `speech::SINGLISH_PROMPT`.
 #[test]
 fn the_demo_conversation_is_counted_for_its_speakers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

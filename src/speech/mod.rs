@@ -36,16 +36,20 @@ pub type Window = (f64, f64);
 /// Longest sample clip per speaker, as the original cut them.
 const SAMPLE_SECONDS: f64 = 5.0;
 
-// Whisper decodes without an initial prompt unless `LAHSTATS_INITIAL_PROMPT` gives one, as the
-// reference implementations do. A Singlish prompt (sentences of the target words) was the
-// default until it was measured on real speech: tiny.en WER on the AMI excerpts 0.558 with it
-// and 0.513 without, on the NSC clips 0.547 against 0.506, and target words counted for the
-// right speaker on AMI (`score_counts.py`) F1 0.46 with it against 0.77 without. It also set
-// the transcript's style for the windows after it: on one voice reading 24 numbered sentences
-// it led tiny.en to spell the numbers out and then copy "Number twenty," over 21 and 22
-// (faster-whisper with the same weights, windows and prompt does the same; without the prompt
-// both write all 24). It helped only espeak-ng's synthetic Singlish (tests/pipeline_singlish.rs:
-// 40–51 % of the target words counted with it, 23 % without), which is not evidence enough.
+/// A Singlish prompt an operator may give (`LAHSTATS_INITIAL_PROMPT`): Singlish said the way
+/// friends say it, so Whisper prefers these spellings. Sentences, not a word list: a list
+/// invites tiny.en to copy it into short windows. It is **not** the default: measured with
+/// tiny.en on the real recordings, decoding without it is better on every measure
+/// (`score_der_wer.py` WER on the five AMI excerpts 0.524 with it, 0.517 without;
+/// `score-real-speech` on the 25 NSC clips 0.532 against 0.507; `score_counts.py` on AMI, target
+/// words counted for the right speaker, F1 0.462 with it — recall 3 of 7, 3 false — against
+/// 0.769 without — 5 of 7, 1 false). It helps only the synthetic espeak-ng Singlish
+/// conversation (tests/pipeline_singlish.rs: 13 of 35 target words counted for their speaker
+/// with 1 false count with it, 8 of 35 with 4 false without), which no real speaker produced;
+/// that test gives it, as an operator would for Singlish-heavy recordings. When set, it is the
+/// first window's prompt only, corrections are still judged without it, and a segment that
+/// copies it and scores as anomalous is dropped (`inference::whisper::guards`).
+pub const SINGLISH_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena scolded, cannot tahan. Don't so kiasu or kaypoh lor. Alamak, bojio! Jialat sia. Let's lepak and makan, then chope a seat and drink kopi. So sian, so blur, so atas. Aiyah, steady leh.";
 
 // ---- state ----
 
@@ -93,6 +97,7 @@ impl SpeechPipeline {
         let vad = SileroVad::load(&config.models_dir, device)?;
         let diarizer = Diarizer::load(&config.models_dir, device)?;
         let whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
+        // No initial prompt unless the operator gives one (see SINGLISH_PROMPT for why).
         let prompt = config
             .initial_prompt
             .as_deref()
