@@ -5,6 +5,12 @@
 //! collar 0, overlap scored), swept in a Python prototype of this pipeline on the same traced
 //! models before the port. Values the field already settled are taken from pyannote 3.1's
 //! `speaker-diarization-3.1` configuration and said so.
+//!
+//! What tuning can reach there: with perfect clustering (`scripts/diarization-oracle`, each
+//! window's local speakers mapped to the reference speakers) this segmentation and
+//! reconstruction give a mean DER of 0.434 (5 s step; 0.432 at 1 s), against 0.481 for the whole
+//! pipeline: most of the error is the segmentation's missed speech, false alarms and local
+//! speakers that hold two voices, which no clustering constant changes.
 
 /// Hop between 10 s segmentation windows. pyannote 3.1 uses 1 s (10 % of the window); on the
 /// development set (with one embedding per local speaker and centroid linkage, the first version
