@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lahstats_worker::error::{Classify, ErrorKind};
 use lahstats_worker::storage::{StorageError, Store};
-use support::storage::{curl, fetch_and_decode, s3, two_chunks, unique, Worker};
+use support::storage::{curl, s3, two_chunks, unique, Worker};
 
 #[test]
 fn a_submitted_session_is_processed_and_its_processed_files_play() {
@@ -92,20 +92,7 @@ fn a_submitted_session_is_processed_and_its_processed_files_play() {
             server.endpoint
         )
     };
-    let (audio_url, samples) = worker.urls(session);
-    assert_eq!(
-        audio_url.as_deref(),
-        Some(public("full_audio.wav").as_str())
-    );
-    let full = fetch_and_decode(&public("full_audio.wav"));
-    assert!(full > 5.0, "full_audio.wav holds {full:.1} s");
-    assert!(!samples.is_empty());
-    for (label, url) in samples {
-        let expected = public(&format!("speaker_{label}_sample.wav"));
-        assert_eq!(url.as_deref(), Some(expected.as_str()));
-        let seconds = fetch_and_decode(&expected);
-        assert!(seconds > 0.2 && seconds <= 5.01, "{label}: {seconds:.2} s");
-    }
+    worker.assert_processed_files_play(session, public);
 }
 
 /// A store on the test's S3 server (its settings given, not taken from the environment).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lahstats_worker::error::{Classify, ErrorKind};
 use lahstats_worker::storage::{StorageError, Store};
-use support::storage::{curl, fetch_and_decode, supabase, two_chunks, unique, Worker};
+use support::storage::{curl, supabase, two_chunks, unique, Worker};
 
 #[test]
 fn chunks_at_the_apps_paths_are_processed_and_the_processed_files_play() {
@@ -74,20 +74,7 @@ fn chunks_at_the_apps_paths_are_processed_and_the_processed_files_play() {
             server.url
         )
     };
-    let (audio_url, samples) = worker.urls(session);
-    assert_eq!(
-        audio_url.as_deref(),
-        Some(public("full_audio.wav").as_str())
-    );
-    let full = fetch_and_decode(&public("full_audio.wav"));
-    assert!(full > 5.0, "full_audio.wav holds {full:.1} s");
-    assert!(!samples.is_empty());
-    for (label, url) in samples {
-        let expected = public(&format!("speaker_{label}_sample.wav"));
-        assert_eq!(url.as_deref(), Some(expected.as_str()));
-        let seconds = fetch_and_decode(&expected);
-        assert!(seconds > 0.2 && seconds <= 5.01, "{label}: {seconds:.2} s");
-    }
+    worker.assert_processed_files_play(session, public);
 }
 
 #[test]

@@ -296,6 +296,30 @@ impl Worker {
     }
 
     /// `sessions.audio_url` and each speaker's `sample_audio_url`.
+    /// The session's `audio_url` and every `sample_audio_url` are `public(file)` for their
+    /// file under `processed/`, and each fetched from there decodes: full_audio.wav longer
+    /// than 5 s, each sample 0.2–5 s.
+    pub fn assert_processed_files_play(
+        &self,
+        session: uuid::Uuid,
+        public: impl Fn(&str) -> String,
+    ) {
+        let (audio_url, samples) = self.urls(session);
+        assert_eq!(
+            audio_url.as_deref(),
+            Some(public("full_audio.wav").as_str())
+        );
+        let full = fetch_and_decode(&public("full_audio.wav"));
+        assert!(full > 5.0, "full_audio.wav holds {full:.1} s");
+        assert!(!samples.is_empty());
+        for (label, url) in samples {
+            let expected = public(&format!("speaker_{label}_sample.wav"));
+            assert_eq!(url.as_deref(), Some(expected.as_str()));
+            let seconds = fetch_and_decode(&expected);
+            assert!(seconds > 0.2 && seconds <= 5.01, "{label}: {seconds:.2} s");
+        }
+    }
+
     pub fn urls(&self, session: uuid::Uuid) -> (Option<String>, Vec<(String, Option<String>)>) {
         let mut conn = self.pool().get().expect("connection");
         let audio_url: Option<String> = sessions::table
