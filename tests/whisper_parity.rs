@@ -2,6 +2,14 @@
 //! decoding, the same seek loop: the word error rate between the two transcripts must
 //! stay under 5 %. Audio is espeak-ng speech made at test time (no PyPI package we found ships
 //! real recorded English speech). The speed comparison is `--ignored` (run it in release).
+//!
+//! The assertion is on windows decoded without the text before (`condition_on_previous_text`
+//! off on both sides). Conditioned on it, the minute's second window opens on a near tie
+//! ("The weather…" / "We have been…" / "We can't wait…"): faster-whisper 1.2.1 with
+//! CTranslate2 4.8.5 gave three different transcripts of the same file in five runs, 4.7.1 and
+//! 4.6.0 a fourth, and since each window is the next one's prompt one flipped token changes the
+//! rest of the minute (CI saw 20 % between two correct decoders). That WER is printed, not
+//! asserted; the prompted seek loop is tested on its own in `whisper_recognition.rs`.
 
 mod support;
 
@@ -9,15 +17,21 @@ use lahstats_worker::inference::whisper::{TranscriptionOptions, Whisper};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::tts::{
-    project_root, python, read_f32, silence, speak, wer, whisper_model_dir, PASSAGES,
+    project_root, python, read_wav, silence, speak, wer, whisper_model_dir, PASSAGES,
 };
 use tch::Device;
 
-/// faster-whisper's `(text, seconds)` per file, from `scripts/asr-parity`.
-fn faster_whisper(files: &[PathBuf], compute_type: &str) -> Vec<(String, f64)> {
-    let output = Command::new(python())
+/// faster-whisper's `(text, seconds)` per file, from `scripts/asr-parity`; `condition`:
+/// whether each window is prompted with the text before.
+fn faster_whisper(files: &[PathBuf], compute_type: &str, condition: bool) -> Vec<(String, f64)> {
+    let mut command = Command::new(python());
+    command
         .arg(project_root().join("scripts/asr-parity"))
-        .args(["--compute-type", compute_type, "--beam-size", "1"])
+        .args(["--compute-type", compute_type, "--beam-size", "1"]);
+    if !condition {
+        command.arg("--no-condition-on-previous-text");
+    }
+    let output = command
         .args(files)
         .output()
         .expect("run scripts/asr-parity with the virtualenv's python");
@@ -58,6 +72,48 @@ fn one_minute(dir: &Path) -> Vec<f32> {
     samples
 }
 
+/// Ours on each file, as faster-whisper's defaults (no word timestamps, which move the seek;
+/// no clips), with `condition_on_previous_text` as given.
+fn ours(whisper: &mut Whisper, files: &[PathBuf], condition: bool) -> Vec<String> {
+    let opts = TranscriptionOptions {
+        word_timestamps: false,
+        condition_on_previous_text: condition,
+        ..TranscriptionOptions::default()
+    };
+    files
+        .iter()
+        .map(|file| {
+            // The very samples faster-whisper decodes (the 16-bit WAV, not the f32 it came
+            // from): a near tie flips on quantisation noise.
+            let segments = whisper
+                .transcribe(&read_wav(file), &opts)
+                .expect("transcribes");
+            segments.iter().map(|s| s.text.as_str()).collect()
+        })
+        .collect()
+}
+
+/// The WER between faster-whisper's and our transcripts of all the files, each printed.
+fn compared(theirs: &[(String, f64)], ours: &[String], label: &str) -> f64 {
+    for ((text, _), our_text) in theirs.iter().zip(ours) {
+        eprintln!("faster-whisper: {text}\nours:           {our_text}");
+    }
+    let reference: Vec<&str> = theirs.iter().map(|(t, _)| t.as_str()).collect();
+    let error_rate = wer(&reference.join(" "), &ours.join(" "));
+    eprintln!(
+        "WER ours vs faster-whisper (float32, beam 1, {label}): {:.2} %",
+        error_rate * 100.0
+    );
+    let spoken = PASSAGES.join(" ");
+    eprintln!(
+        "WER vs the text spoken, first {} files: ours {:.2} %, faster-whisper {:.2} %",
+        PASSAGES.len(),
+        wer(&spoken, &ours[..PASSAGES.len()].join(" ")) * 100.0,
+        wer(&spoken, &reference[..PASSAGES.len()].join(" ")) * 100.0
+    );
+    error_rate
+}
+
 #[test]
 fn our_transcripts_match_faster_whisper() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -70,37 +126,24 @@ fn our_transcripts_match_faster_whisper() {
         ));
     }
     files.push(write_wav(dir.path(), "minute", &one_minute(dir.path())));
-    let theirs = faster_whisper(&files, "float32");
     let mut whisper = Whisper::load(&whisper_model_dir(), Device::Cpu).expect("loads");
-    let mut ours = Vec::new();
-    for file in &files {
-        let samples = read_f32(&file.with_extension("f32"));
-        // faster-whisper's defaults: no word timestamps (they move the seek), no clips.
-        let opts = TranscriptionOptions {
-            word_timestamps: false,
-            ..TranscriptionOptions::default()
-        };
-        let segments = whisper.transcribe(&samples, &opts).expect("transcribes");
-        ours.push(segments.iter().map(|s| s.text.as_str()).collect::<String>());
-    }
-    for ((text, _), our_text) in theirs.iter().zip(&ours) {
-        eprintln!("faster-whisper: {text}\nours:           {our_text}");
-    }
-    let reference: Vec<&str> = theirs.iter().map(|(t, _)| t.as_str()).collect();
-    let error_rate = wer(&reference.join(" "), &ours.join(" "));
-    eprintln!(
-        "WER ours vs faster-whisper (float32, beam 1): {:.2} %",
-        error_rate * 100.0
+    let prompted = compared(
+        &faster_whisper(&files, "float32", true),
+        &ours(&mut whisper, &files, true),
+        "each window prompted with the text before; not asserted",
     );
-    let spoken = PASSAGES.join(" ");
+    let unprompted = compared(
+        &faster_whisper(&files, "float32", false),
+        &ours(&mut whisper, &files, false),
+        "windows unprompted",
+    );
     eprintln!(
-        "WER vs the text spoken, first {} files: ours {:.2} %, faster-whisper {:.2} %",
-        PASSAGES.len(),
-        wer(&spoken, &ours[..PASSAGES.len()].join(" ")) * 100.0,
-        wer(&spoken, &reference[..PASSAGES.len()].join(" ")) * 100.0
+        "prompted {:.2} %, unprompted {:.2} %",
+        prompted * 100.0,
+        unprompted * 100.0
     );
     assert!(
-        error_rate <= 0.05,
-        "WER against faster-whisper {error_rate:.3} above 5 %"
+        unprompted <= 0.05,
+        "WER against faster-whisper {unprompted:.3} above 5 %"
     );
 }

@@ -82,6 +82,19 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
         .collect()
 }
 
+/// The samples of a 16 kHz mono WAV (any sample format sox reads), as f32 in [-1, 1].
+pub fn read_wav(path: &Path) -> Vec<f32> {
+    let raw = path.with_extension("read.f32");
+    let status = Command::new("sox")
+        .arg(path)
+        .args(["-e", "floating-point", "-b", "32", "-t", "raw"])
+        .arg(&raw)
+        .status()
+        .expect("sox is installed");
+    assert!(status.success(), "sox failed");
+    read_f32(&raw)
+}
+
 pub fn write_f32(path: &Path, samples: &[f32]) {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     std::fs::write(path, bytes).expect("write raw samples");
