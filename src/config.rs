@@ -236,6 +236,17 @@ pub struct Config {
     #[arg(long, env = "LAHSTATS_INITIAL_PROMPT", global = true)]
     pub initial_prompt: Option<String>,
 
+    /// Beams of Whisper's search at temperature 0 (1: greedy decoding, faster and less
+    /// accurate).
+    #[arg(
+        long,
+        env = "LAHSTATS_BEAM_SIZE",
+        default_value_t = crate::inference::whisper::BEAM_SIZE,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16),
+        global = true
+    )]
+    pub beam_size: usize,
+
     /// Process sessions again even when they are already `ready_for_claiming` or their speakers
     /// are claimed (their results and claims are replaced). For an operator's re-run; a single
     /// job can ask for the same with `"force": true` (`failed retry --force`).

@@ -121,6 +121,7 @@ impl SpeechPipeline {
             corrector: Corrector::new(),
             transcription: TranscriptionOptions {
                 initial_prompt: prompt,
+                beam_size: config.beam_size,
                 ..TranscriptionOptions::default()
             },
             store,

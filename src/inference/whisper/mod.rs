@@ -6,6 +6,7 @@
 //! `timing.rs`.
 
 pub mod audio;
+pub mod beam;
 pub mod decode;
 pub mod guards;
 pub mod model;
@@ -92,6 +93,13 @@ pub const TIME_PRECISION: f64 = N_SAMPLES_PER_TOKEN as f64 / SAMPLE_RATE as f64;
 // Decoding parameters (`transcribe.py` defaults).
 pub const NO_SPEECH_THRESHOLD: f64 = 0.6;
 pub const LOGPROB_THRESHOLD: f64 = -1.0;
+/// Beams at temperature 0: 1, greedy decoding, as measured on real speech in our pipeline.
+/// faster-whisper's `transcribe()` uses 5, and there it lowers tiny.en's WER (AMI excerpts
+/// 0.578 → 0.512, NSC clips 0.527 → 0.503); our beam search gives faster-whisper's transcripts
+/// (tests/whisper_parity.rs), but after our VAD clips and guards 5 beams measured worse than
+/// greedy on the same files (AMI 0.513 → 0.553, NSC 0.506 → 0.533: likelier, not truer, texts
+/// on these recordings) at 2-3× the decoding time. `LAHSTATS_BEAM_SIZE` sets it.
+pub const BEAM_SIZE: usize = 1;
 pub const TEMPERATURES: [f64; 6] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
 pub const COMPRESSION_RATIO_THRESHOLD: f64 = 2.4;
 /// `max_initial_timestamp`: the first timestamp is at most 1 s into the window.

@@ -1,11 +1,12 @@
 //! How to transcribe: one options struct, named as faster-whisper's `TranscriptionOptions`
-//! (`faster_whisper/transcribe.py`), with `transcribe()`'s defaults. Decoding is greedy at
-//! temperature 0 and sampled above it (beam search is not built).
+//! (`faster_whisper/transcribe.py`), with `transcribe()`'s defaults. Decoding is a beam search at
+//! temperature 0 (greedy with `beam_size` 1) and sampled above it (one draw; faster-whisper
+//! draws `best_of` 5).
 
 use super::timing::{APPEND_PUNCTUATIONS, PREPEND_PUNCTUATIONS};
 use super::{
-    COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, MAX_INITIAL_TIMESTAMP, NO_SPEECH_THRESHOLD,
-    PROMPT_RESET_TEMPERATURE, TEMPERATURES,
+    BEAM_SIZE, COMPRESSION_RATIO_THRESHOLD, LOGPROB_THRESHOLD, MAX_INITIAL_TIMESTAMP,
+    NO_SPEECH_THRESHOLD, PROMPT_RESET_TEMPERATURE, TEMPERATURES,
 };
 
 /// The options of [`Whisper::transcribe`](super::Whisper::transcribe).
@@ -15,6 +16,10 @@ pub struct TranscriptionOptions {
     pub language: String,
     /// Tried in order while a result fails the thresholds.
     pub temperatures: Vec<f64>,
+    /// Beams of the search at temperature 0 (`beam.rs`); 1 decodes greedily.
+    pub beam_size: usize,
+    /// Finished candidates the beam search waits for, as a multiple of `beam_size`.
+    pub patience: f64,
     /// An average log-probability below this asks for the next temperature.
     pub log_prob_threshold: Option<f64>,
     /// A window whose no-speech probability is above this (and log-probability low) is silence.
@@ -48,6 +53,8 @@ impl Default for TranscriptionOptions {
         TranscriptionOptions {
             language: "en".into(),
             temperatures: TEMPERATURES.to_vec(),
+            beam_size: BEAM_SIZE,
+            patience: 1.0,
             log_prob_threshold: Some(LOGPROB_THRESHOLD),
             no_speech_threshold: Some(NO_SPEECH_THRESHOLD),
             compression_ratio_threshold: Some(COMPRESSION_RATIO_THRESHOLD),

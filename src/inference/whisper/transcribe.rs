@@ -7,6 +7,7 @@
 //! The checks against invented text are in `guards.rs`.
 
 use super::audio::window_mels;
+use super::beam::{decode_beam, BeamOptions};
 use super::decode::{compression_ratio, decode_batch, initial_tokens};
 use super::guards::{self, Attempt};
 use super::model::{Precision, WhisperModel};
@@ -324,17 +325,27 @@ impl Whisper {
         for &temperature in &temperatures {
             let started = std::time::Instant::now();
             let _one_thread = SingleThreaded::new();
-            let result = decode_batch(
-                &self.model.decoder,
-                &self.config,
-                features,
-                initial,
-                temperature,
-                opts.max_initial_timestamp,
-                &mut self.rng,
-            )
-            .map_err(torch_error)?
-            .remove(0);
+            let result = if temperature <= 0.0 && opts.beam_size > 1 {
+                let beam = BeamOptions {
+                    beam_size: opts.beam_size,
+                    patience: opts.patience,
+                    max_initial_timestamp: opts.max_initial_timestamp,
+                };
+                decode_beam(&self.model.decoder, &self.config, features, initial, &beam)
+                    .map_err(torch_error)?
+            } else {
+                decode_batch(
+                    &self.model.decoder,
+                    &self.config,
+                    features,
+                    initial,
+                    temperature,
+                    opts.max_initial_timestamp,
+                    &mut self.rng,
+                )
+                .map_err(torch_error)?
+                .remove(0)
+            };
             let text = self.tokenizer.decode(&result.tokens)?;
             let attempt = Attempt {
                 compression_ratio: compression_ratio(text.trim()),
