@@ -271,9 +271,9 @@ mod tests {
                     format!("Oh, {word}! Really?"),
                     "{variant} in a sentence"
                 );
-                // Glued to a letter or digit it is another word. (Its inner words may still be
+                // Glued to a letter it is another word. (Its inner words may still be
                 // corrected on their own: "xwah la" → "xwah lah".)
-                for glued in [format!("x{variant}"), format!("{variant}7")] {
+                for glued in [format!("x{variant}"), format!("{variant}x")] {
                     let corrected = correct(&glued);
                     let times = |text: &str| {
                         split_words(text)

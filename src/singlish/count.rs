@@ -118,9 +118,6 @@ mod tests {
                 format!("x{word}"),
                 format!("{word}x"),
                 format!("{word}s"),
-                format!("{word}2"),
-                format!("9{word}"),
-                format!("{word}'s"),
                 format!("é{word}"),
             ] {
                 assert_eq!(counter.count(&glued), counts(&[]), "{glued:?}");
@@ -133,9 +130,8 @@ mod tests {
         let counter = WordCounter::builtin();
         for text in [
             "salah", "malaysia", "canned", "ahead", "teacher", "powerful", "someone", "money",
-            "whatever", "cannots", "blurry", "mama", "tehran", "penguin", "eh'll", "what's",
-            "can't", "horse", "lahore", "meh2", "kopitiam", "arrows", "steadyy", "liaoning",
-            "chopes",
+            "whatever", "cannots", "blurry", "mama", "tehran", "penguin", "horse", "lahore",
+            "kopitiam", "arrows", "steadyy", "liaoning", "chopes",
         ] {
             assert_eq!(counter.count(text), counts(&[]), "{text}");
         }
@@ -144,6 +140,17 @@ mod tests {
         assert_eq!(
             counter.count("can cannot canned"),
             counts(&[("can", 1), ("cannot", 1)])
+        );
+    }
+
+    #[test]
+    fn a_target_word_ends_where_a_letter_does_not_follow() {
+        // original-app.md: counted when there is no letter directly before or after, so an
+        // apostrophe or a digit ends the word.
+        let counter = WordCounter::builtin();
+        assert_eq!(
+            counter.count("What's that? You can't lah2"),
+            counts(&[("what", 1), ("can", 1), ("lah", 1)])
         );
     }
 

@@ -1,8 +1,9 @@
 //! Singlish words: the recogniser's spellings corrected to the app's words, then counts of the
 //! target words in each speaker's corrected text.
 //!
-//! Both steps work on whole words only: a word is a run of letters and digits, and an apostrophe
-//! inside a word belongs to it ("that's"), so "salah", "malaysia" and "what's" contain no target.
+//! Both steps work on whole words only: a word is a run of letters, the app's rule for a target
+//! word ("no letter directly before or after"), so "salah" and "malaysia" contain no target while
+//! "what's" holds "what" and "can't" holds "can".
 //! The [`Corrector`] and the [`WordCounter`] are built once and then applied to every transcript
 //! segment; neither compiles anything per call.
 //!

@@ -3,65 +3,46 @@
 
 use std::collections::HashMap;
 
-/// One word of a text: a maximal run of letters and digits. An apostrophe with a letter or digit
-/// on both sides belongs to the word ("that's", "can't"), so "what's" is one word, not "what".
+/// One word of a text: a maximal run of letters, as the app defines a target word's boundaries
+/// ("counted when not part of a longer word: no letter directly before or after",
+/// `original-app.md`). An apostrophe, a digit or any other character ends a word, so "what's"
+/// holds the word "what" and "can't" the word "can", as `score_counts.py` counts them too.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Word {
     /// Byte offsets of the word in the text it came from.
     pub start: usize,
     pub end: usize,
-    /// The word lowercased, with a typographic apostrophe (’) written as `'`.
+    /// The word lowercased.
     pub folded: String,
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric()
-}
-
-fn is_apostrophe(c: char) -> bool {
-    c == '\'' || c == '\u{2019}'
+    c.is_alphabetic()
 }
 
 /// The words of `text`, in order.
 pub(super) fn split_words(text: &str) -> Vec<Word> {
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
     let mut words = Vec::new();
-    let mut at = 0;
-    while at < chars.len() {
-        if !is_word_char(chars[at].1) {
-            at += 1;
-            continue;
-        }
-        let start = chars[at].0;
-        let mut next = at + 1;
-        loop {
-            match chars.get(next) {
-                Some(&(_, c)) if is_word_char(c) => next += 1,
-                Some(&(_, c))
-                    if is_apostrophe(c)
-                        && chars.get(next + 1).is_some_and(|&(_, n)| is_word_char(n)) =>
-                {
-                    next += 2
-                }
-                _ => break,
+    let mut start = None;
+    for (offset, c) in text.char_indices().chain([(text.len(), ' ')]) {
+        match (is_word_char(c), start) {
+            (true, None) => start = Some(offset),
+            (false, Some(from)) => {
+                words.push(Word {
+                    start: from,
+                    end: offset,
+                    folded: fold(&text[from..offset]),
+                });
+                start = None;
             }
+            _ => {}
         }
-        let end = chars.get(next).map_or(text.len(), |&(offset, _)| offset);
-        words.push(Word {
-            start,
-            end,
-            folded: fold(&text[start..end]),
-        });
-        at = next;
     }
     words
 }
 
 fn fold(word: &str) -> String {
-    word.chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| if is_apostrophe(c) { '\'' } else { c })
-        .collect()
+    word.chars().flat_map(char::to_lowercase).collect()
 }
 
 /// Whether the text between two words may sit inside a phrase. The recogniser writes a spoken
@@ -157,16 +138,20 @@ mod tests {
     }
 
     #[test]
-    fn words_are_runs_of_letters_and_digits() {
+    fn words_are_runs_of_letters() {
         assert_eq!(folded("Walao! lah... (sia)?"), ["walao", "lah", "sia"]);
-        assert_eq!(folded("lah2 go_lah 3pm"), ["lah2", "go", "lah", "3pm"]);
+        assert_eq!(folded("lah2 go_lah 3pm"), ["lah", "go", "lah", "pm"]);
         assert_eq!(folded(""), Vec::<String>::new());
         assert_eq!(folded(" ...!? "), Vec::<String>::new());
     }
 
     #[test]
-    fn an_apostrophe_inside_a_word_belongs_to_it() {
-        assert_eq!(folded("That's what’s CAN'T"), ["that's", "what's", "can't"]);
+    fn an_apostrophe_ends_a_word() {
+        // The app's rule: no letter directly before or after; an apostrophe is not a letter.
+        assert_eq!(
+            folded("That's what’s CAN'T"),
+            ["that", "s", "what", "s", "can", "t"]
+        );
         // Quotes around a word are not part of it.
         assert_eq!(folded("'shiok' 'lah"), ["shiok", "lah"]);
         assert_eq!(folded("lah'' x"), ["lah", "x"]);
