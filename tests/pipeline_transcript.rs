@@ -225,11 +225,13 @@ fn plain_english_gets_no_invented_target_words() {
 }
 
 /// `scripts/demo`'s own conversation (scripts/demo-conversation.txt), made as the demo makes
-/// it: its three voices are three speakers, each voice's lines go to its own speaker, and no
-/// target word is counted for a voice that did not say it. How many of the words said are
-/// counted is printed, not asserted: unprompted tiny.en hears espeak-ng's Singlish as English
-/// ("Cannot laugh", "very sharp one"; 4 of the 20 target words said at the last measurement,
-/// every one for its speaker) — see `speech::SINGLISH_PROMPT`.
+/// it: its three voices are three speakers, each voice's lines go to its own speaker, and every
+/// target word heard is counted for the voice whose line it was heard in. What the recogniser
+/// hears is printed, not asserted: unprompted tiny.en hears espeak-ng's Singlish as English (4–5
+/// of the 20 target words said are counted) and now and then writes a target word that was not
+/// said ("makan some" as "can some": one extra "can" in most of eleven runs with sox's random
+/// dither, two in one) — see `speech::SINGLISH_PROMPT`. The audio is made with repeatable
+/// dither (`sox -R`), so a run here is the same every time.
 #[test]
 fn the_demo_conversation_is_counted_for_its_speakers() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -257,6 +259,7 @@ fn the_demo_conversation_is_counted_for_its_speakers() {
             .expect("espeak-ng")
             .success()
             && Command::new("sox")
+                .arg("-R") // repeatable dither, as scripts/demo: the same audio every run
                 .arg(&raw)
                 .args(["-r", "16000", "-c", "1"])
                 .arg(&part)
@@ -319,7 +322,7 @@ fn the_demo_conversation_is_counted_for_its_speakers() {
         "speakers {speakers:?}, voices as {per_label:?}\n{}",
         transcript(&result)
     );
-    let (mut said_total, mut counted_total) = (0, 0);
+    let (mut said_total, mut counted_total, mut not_said) = (0, 0, 0);
     for voice in &voices {
         let said: String = lines
             .iter()
@@ -337,16 +340,37 @@ fn the_demo_conversation_is_counted_for_its_speakers() {
             serde_json::from_value(speaker["word_counts"].clone()).expect("counts");
         eprintln!("{voice} as {label}: said {expected:?}, counted {counted:?}");
         for (word, n) in &counted {
-            let truth = expected.get(word).copied().unwrap_or(0);
-            assert!(
-                *n <= truth,
-                "{word} counted {n} times for {voice} ({label}), said {truth}\n{}",
-                transcript(&result)
-            );
+            not_said += (*n - expected.get(word).copied().unwrap_or(0)).max(0);
         }
         said_total += expected.values().sum::<i32>();
         counted_total += counted.values().sum::<i32>();
     }
+    // Every word that holds a target word is given to the speaker of the voice in whose line
+    // it was heard (its middle within 0.3 s of one of that voice's lines).
+    let mut misattributed = Vec::new();
+    for word in result["words"].as_array().expect("words") {
+        let text = word["word"].as_str().unwrap_or_default();
+        if counter.count(text).values().sum::<i32>() == 0 {
+            continue;
+        }
+        let middle = (word["start"].as_f64().unwrap() + word["end"].as_f64().unwrap()) / 2.0;
+        let label = word["speaker"].as_str().unwrap_or_default();
+        let in_a_line_of_its_speaker = voices.iter().any(|voice| {
+            per_label[voice] == label
+                && truth[voice]
+                    .iter()
+                    .any(|(a, b)| middle >= a - 0.3 && middle <= b + 0.3)
+        });
+        if !in_a_line_of_its_speaker {
+            misattributed.push(format!("{text:?} at {middle:.2} s given to {label}"));
+        }
+    }
+    assert!(
+        misattributed.is_empty(),
+        "{misattributed:?}; voices as {per_label:?}\n{}",
+        transcript(&result)
+    );
+    eprintln!("target words counted that their voice did not say: {not_said}");
     eprintln!("target words counted {counted_total} of {said_total} said");
     assert!(counted_total > 0, "{}", transcript(&result));
 }
