@@ -8,7 +8,7 @@
 
 use super::audio::window_mels;
 use super::beam::{decode_beam, BeamOptions};
-use super::decode::{compression_ratio, decode_batch, initial_tokens};
+use super::decode::{compression_ratio, decode_batch, initial_tokens, DecodingResult};
 use super::guards::{self, Attempt};
 use super::model::{Precision, WhisperModel};
 use super::options::TranscriptionOptions;
@@ -324,28 +324,7 @@ impl Whisper {
         let mut attempts = Vec::new();
         for &temperature in &temperatures {
             let started = std::time::Instant::now();
-            let _one_thread = SingleThreaded::new();
-            let result = if temperature <= 0.0 && opts.beam_size > 1 {
-                let beam = BeamOptions {
-                    beam_size: opts.beam_size,
-                    patience: opts.patience,
-                    max_initial_timestamp: opts.max_initial_timestamp,
-                };
-                decode_beam(&self.model.decoder, &self.config, features, initial, &beam)
-                    .map_err(torch_error)?
-            } else {
-                decode_batch(
-                    &self.model.decoder,
-                    &self.config,
-                    features,
-                    initial,
-                    temperature,
-                    opts.max_initial_timestamp,
-                    &mut self.rng,
-                )
-                .map_err(torch_error)?
-                .remove(0)
-            };
+            let result = self.decode_at(features, initial, temperature, opts)?;
             let text = self.tokenizer.decode(&result.tokens)?;
             let attempt = Attempt {
                 compression_ratio: compression_ratio(text.trim()),
@@ -373,6 +352,38 @@ impl Whisper {
                 chosen
             }),
         )
+    }
+
+    /// One decoding of a window at `temperature`: a beam search at 0 when `opts.beam_size` > 1,
+    /// else greedy (at 0) or one sampled draw.
+    fn decode_at(
+        &mut self,
+        features: &Tensor,
+        initial: &[u32],
+        temperature: f64,
+        opts: &TranscriptionOptions,
+    ) -> Result<DecodingResult, InferenceError> {
+        let _one_thread = SingleThreaded::new();
+        if temperature <= 0.0 && opts.beam_size > 1 {
+            let beam = BeamOptions {
+                beam_size: opts.beam_size,
+                patience: opts.patience,
+                max_initial_timestamp: opts.max_initial_timestamp,
+            };
+            return decode_beam(&self.model.decoder, &self.config, features, initial, &beam)
+                .map_err(torch_error);
+        }
+        Ok(decode_batch(
+            &self.model.decoder,
+            &self.config,
+            features,
+            initial,
+            temperature,
+            opts.max_initial_timestamp,
+            &mut self.rng,
+        )
+        .map_err(torch_error)?
+        .remove(0))
     }
 
     /// `_split_segments_by_timestamps`: the window's segments (session times), where the next
