@@ -45,6 +45,9 @@ pub struct Intake {
     closed: bool,
     /// Whether the jobs an earlier process under this id left were requeued (once per process).
     recovered: bool,
+    /// A take failed without an answer (timeout, lost connection): Redis may have moved a job
+    /// into the in-flight list all the same, so the list is read again once Redis answers.
+    take_unanswered: bool,
     /// The keys of a queue left by a reload whose in-flight list still has to be given back.
     leaving: Option<RedisQueue>,
     /// Only the Poll carrying the latest token runs, so one poll loop survives a restart.
@@ -59,6 +62,7 @@ impl Default for Intake {
             draining: false,
             closed: false,
             recovered: false,
+            take_unanswered: false,
             leaving: None,
             poll_token: 0,
         }
@@ -320,10 +324,49 @@ impl QueueListener {
             return;
         }
         self.recover_once();
+        if self.intake.take_unanswered {
+            self.adopt_unanswered(me);
+        }
         match self.queue.take(TAKE_WAIT) {
             Ok(Some(raw)) => self.dispatch(raw, me),
             Ok(None) => {}
-            Err(err) => self.connection_lost(&err),
+            Err(err) => {
+                self.intake.take_unanswered |= err.is_connection_lost();
+                self.connection_lost(&err);
+            }
+        }
+    }
+
+    /// After a take that got no answer: jobs in this worker's in-flight list that it does not
+    /// hold were moved there by that take (only a take puts a job there, and a settled job
+    /// leaves the list before it leaves `in_hand`), so they are dispatched as if just taken.
+    /// Without this such a job waits, its session "processing", until this worker restarts.
+    /// (A job whose settling the Settler gave up on after repeated panics also stays in the
+    /// list; it is taken up again here, as it would be after a restart.)
+    fn adopt_unanswered(&mut self, me: &Addr<Self>) {
+        let entries = match self.queue.inflight_entries() {
+            Ok(entries) => entries,
+            Err(err) => return self.connection_lost(&err),
+        };
+        self.intake.take_unanswered = false;
+        let mut held: Vec<&str> = self
+            .intake
+            .in_hand
+            .iter()
+            .map(|(raw, _)| raw.as_str())
+            .collect();
+        let mut orphans = Vec::new();
+        for raw in entries {
+            match held.iter().position(|h| *h == raw) {
+                Some(at) => {
+                    held.swap_remove(at);
+                }
+                None => orphans.push(raw),
+            }
+        }
+        for raw in orphans {
+            log::warn!("♻️  A job reached this worker's in-flight list without the answer to its take; processing it now");
+            self.dispatch(raw, me);
         }
     }
 
