@@ -124,20 +124,22 @@ fn flat_clusters(
         )
     });
     let large = count_large(&by_threshold, weights, opts.min_speaker_weight);
-    log::debug!(
-        "clustering: {n} embeddings, last merges at cosine distance {:?}, {} clusters at {} \
+    if log::log_enabled!(log::Level::Debug) {
+        log::debug!(
+            "clustering: {n} embeddings, last merges at cosine distance {:?}, {} clusters at {} \
          ({large} with {} s of speech or more; seconds each {:.1?})",
-        steps
-            .iter()
-            .rev()
-            .take(4)
-            .map(|s| (s.dissimilarity * 100.0).round() / 100.0)
-            .collect::<Vec<_>>(),
-        by_threshold.iter().max().map_or(0, |m| m + 1),
-        opts.threshold,
-        opts.min_speaker_weight,
-        cluster_weights(&by_threshold, weights)
-    );
+            steps
+                .iter()
+                .rev()
+                .take(4)
+                .map(|s| (s.dissimilarity * 100.0).round() / 100.0)
+                .collect::<Vec<_>>(),
+            by_threshold.iter().max().map_or(0, |m| m + 1),
+            opts.threshold,
+            opts.min_speaker_weight,
+            cluster_weights(&by_threshold, weights)
+        );
+    }
     let max = opts.max_speakers.unwrap_or(usize::MAX).clamp(1, n);
     let min = opts.min_speakers.unwrap_or(1).clamp(1, max);
     if (min..=max).contains(&large) {

@@ -72,7 +72,7 @@ pub fn decode_beam(
     let sample_len = config.n_text_ctx / 2;
     while beams[0].0.len() < config.n_text_ctx && beams[0].0.len() - sample_begin < sample_len {
         let rows: Vec<Vec<f32>> = Vec::try_from(&logits.f_to_device(tch::Device::Cpu)?)?;
-        let (next, newly_finished) = step(&rows, &beams, &filters, special.eot, beam_size);
+        let (next, newly_finished) = step(rows, &beams, &filters, special.eot, beam_size);
         for candidate in newly_finished {
             if finished.len() >= max_candidates {
                 break;
@@ -117,15 +117,14 @@ pub fn decode_beam(
 /// not end on `eot` go on, each with the index of the beam it extends; those ending on `eot`
 /// ranked above the last kept one are returned as finished, best first.
 fn step(
-    rows: &[Vec<f32>],
+    rows: Vec<Vec<f32>>,
     beams: &[Hypothesis],
     filters: &LogitFilters,
     eot: u32,
     beam_size: usize,
 ) -> (Vec<(Hypothesis, usize)>, Vec<Hypothesis>) {
     let mut scores: HashMap<Vec<u32>, (f64, usize)> = HashMap::new();
-    for (source, (row, (tokens, sum))) in rows.iter().zip(beams).enumerate() {
-        let mut row = row.clone();
+    for (source, (mut row, (tokens, sum))) in rows.into_iter().zip(beams).enumerate() {
         filters.apply(&mut row, tokens);
         let logprobs = log_softmax(&row);
         for token in top_k(&logprobs, beam_size + 1) {
@@ -177,19 +176,14 @@ fn best(
     no_speech_prob: f64,
 ) -> DecodingResult {
     let results = candidates.into_iter().map(|(sequence, sum_logprob)| {
-        let sampled = &sequence[sample_begin.min(sequence.len())..];
-        let end = sampled
-            .iter()
-            .position(|&t| t == eot)
-            .unwrap_or(sampled.len());
-        let tokens = sampled[..end].to_vec();
-        DecodingResult {
-            avg_logprob: sum_logprob / (tokens.len() + 1) as f64,
-            tokens,
+        DecodingResult::of_sequence(
+            &sequence,
+            sample_begin,
+            eot,
             sum_logprob,
             no_speech_prob,
-            temperature: 0.0,
-        }
+            0.0,
+        )
     });
     results
         .max_by(|a, b| {

@@ -20,6 +20,33 @@ pub struct DecodingResult {
     pub temperature: f64,
 }
 
+impl DecodingResult {
+    /// The result of one decoded `sequence` (initial tokens first): its sampled tokens up to
+    /// <|endoftext|>, and the average log-probability over them and the end token.
+    pub fn of_sequence(
+        sequence: &[u32],
+        sample_begin: usize,
+        eot: u32,
+        sum_logprob: f64,
+        no_speech_prob: f64,
+        temperature: f64,
+    ) -> DecodingResult {
+        let sampled = &sequence[sample_begin.min(sequence.len())..];
+        let end = sampled
+            .iter()
+            .position(|&t| t == eot)
+            .unwrap_or(sampled.len());
+        let tokens = sampled[..end].to_vec();
+        DecodingResult {
+            avg_logprob: sum_logprob / (tokens.len() + 1) as f64,
+            tokens,
+            sum_logprob,
+            no_speech_prob,
+            temperature,
+        }
+    }
+}
+
 /// `SuppressBlank`, `SuppressTokens` and `ApplyTimestampRules`, in the reference's order.
 #[derive(Debug, Clone)]
 pub struct LogitFilters {
@@ -315,19 +342,14 @@ pub fn decode_batch(
         .zip(sum_logprobs)
         .zip(no_speech_probs)
         .map(|((sequence, sum_logprob), no_speech_prob)| {
-            let sampled = &sequence[sample_begin..];
-            let end = sampled
-                .iter()
-                .position(|&t| t == special.eot)
-                .unwrap_or(sampled.len());
-            let tokens = sampled[..end].to_vec();
-            DecodingResult {
-                avg_logprob: sum_logprob / (tokens.len() + 1) as f64,
-                tokens,
+            DecodingResult::of_sequence(
+                &sequence,
+                sample_begin,
+                special.eot,
                 sum_logprob,
                 no_speech_prob,
                 temperature,
-            }
+            )
         })
         .collect())
 }
