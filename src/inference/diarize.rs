@@ -5,7 +5,8 @@
 //!    `step_seconds`: per 16.875 ms frame, which of up to 3 *local* speakers talk (2 at once at
 //!    most), decoded from the model's **powerset** classes (`powerset`).
 //! 2. **Embeddings** (`embeddings`): one CAM++ embedding per local turn (a local speaker's
-//!    stretch of speech without a break in one window), of that speaker's own samples.
+//!    stretch of speech without a break in one window) or, for a long turn, per 1.5 s piece of
+//!    it, of that speaker's own samples.
 //! 3. **Clustering** (`clustering`): average-linkage agglomerative clustering of the embeddings
 //!    into global speakers, the count estimated (or bounded by `min/max_speakers`).
 //! 4. **Reconstruction** (`reconstruction`): per frame, the estimated number of speakers, given
@@ -177,6 +178,7 @@ impl Diarizer {
             samples,
             &activity,
             frames_for(tuning::MIN_EMBEDDING_SECONDS),
+            frames_for(tuning::PIECE_SECONDS),
         )?;
         let embedded = Instant::now();
 
