@@ -23,8 +23,8 @@ pub const STEP_SECONDS: f64 = 5.0;
 /// Clusters of piece embeddings (`PIECE_SECONDS`) are merged while their average pairwise
 /// cosine distance is below this (average linkage). A 1.5 s piece's embedding is noisier than
 /// a whole turn's, so one voice's pieces spread wider than its turns did (the threshold was
-/// 0.4 for turn embeddings). Development-set mean DER with 1.5 s pieces (Python mirror, then
-/// `score_der_wer.py` on the worker): 0.40 → 0.530, 0.45 → 0.445, 0.47 → 0.414, 0.48 → 0.410,
+/// 0.4 for turn embeddings). Development-set mean DER with 1.5 s pieces
+/// (`scripts/diarization-mirror`, and `score_der_wer.py` on the worker at 0.47, 0.48, 0.50): 0.40 → 0.530, 0.45 → 0.445, 0.47 → 0.414, 0.48 → 0.410,
 /// 0.50 → 0.386, 0.55 → 0.395, 0.60 → 0.477; but tests/diarization_robustness.rs's three
 /// synthetic voices as 8 kHz telephone audio have two of them at 0.49 (0.52–0.53 at 16 kHz),
 /// so 0.5 merges them. 0.48 keeps them apart and is within 0.03 of the best on real speech.
@@ -41,7 +41,8 @@ pub const MIN_CLUSTERING_SECONDS: f64 = 0.5;
 /// CAM++ was trained), short enough that a piece mostly holds one voice where the segmentation
 /// gave two voices one local speaker. Development-set mean DER (threshold 0.5): one embedding
 /// per turn 0.460, 1.0 s pieces 0.412, 1.5 s 0.386, 2.0 s 0.411, 3.0 s 0.421; with oracle
-/// clustering 0.429, 0.358, 0.374, –, – (Python mirror of this pipeline).
+/// clustering 0.429, 0.358, 0.374, –, – (`scripts/diarization-mirror`, which mirrors this
+/// pipeline in Python; `--oracle`).
 pub const PIECE_SECONDS: f64 = 1.5;
 
 /// No embedding at all for a turn with less speech than this: CAM++ on a fraction of a second
