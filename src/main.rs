@@ -7,6 +7,7 @@ use lahstats_worker::config::Config;
 use lahstats_worker::queue::{Keys, RedisQueue};
 
 fn main() -> ExitCode {
+    lahstats_worker::inference::limit_onednn_primitive_cache();
     let dotenv = lahstats_worker::config::dotenv_entries();
     lahstats_worker::logging::init_with(dotenv.get("RUST_LOG").map(String::as_str));
     let cli = match Cli::load_from(std::env::args_os().collect(), &dotenv, |key| {

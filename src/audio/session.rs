@@ -64,6 +64,9 @@ pub fn decode_session(
             chunks: chunks.len(),
         });
     }
+    // The buffer grew by doubling: up to twice the audio (2 h is 461 MB of samples in a 537 MB
+    // buffer). Giving back the unused part moves pages (mremap), no copy.
+    audio.samples.shrink_to_fit();
     Ok(audio)
 }
 
