@@ -7,7 +7,6 @@ use lahstats_worker::config::Config;
 use lahstats_worker::queue::{Keys, RedisQueue};
 
 fn main() -> ExitCode {
-    lahstats_worker::inference::limit_onednn_primitive_cache();
     let dotenv = lahstats_worker::config::dotenv_entries();
     lahstats_worker::logging::init_with(dotenv.get("RUST_LOG").map(String::as_str));
     let cli = match Cli::load_from(std::env::args_os().collect(), &dotenv, |key| {
@@ -16,6 +15,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => err.exit(),
     };
+    lahstats_worker::inference::limit_onednn_primitive_cache(cli.config.torch_threads);
     lahstats_worker::tls::set_redis_ca_file(cli.config.redis_ca_cert.clone());
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),

@@ -59,14 +59,19 @@ impl crate::error::Classify for InferenceError {
 
 /// oneDNN (libtorch's CPU convolutions) keeps a compiled primitive, with its scratch memory,
 /// for every input shape it has seen, up to `ONEDNN_PRIMITIVE_CACHE_CAPACITY` (default 1024).
-/// CAM++ gets a new length on nearly every call, so over a long recording that cache grew by
-/// 130 MB (40 min of AMI speech: peak RSS 914 → 781 MB capped at 16, the same time). Sets the
-/// cap to 16 unless the environment already sets it. oneDNN reads it once, at its first use:
-/// call this at start-up, before any inference and before other threads run.
-pub fn limit_onednn_primitive_cache() {
+/// CAM++ gets a new length on nearly every call, so over a long recording that cache grows
+/// (40 min of AMI speech, one thread: peak RSS 880 MB with 256 shapes kept, 792 MB with 16).
+/// How much a smaller cache costs depends on the threads: re-creating a primitive is cheap on one
+/// thread and dear on several (`scripts/bench`'s conversation, diarization seconds on 1 thread:
+/// 7.2 with 1024 shapes, 7.5 with 16; on 2 threads: 6.8 with 1024, 7.2 with 256, 11.1 with 64,
+/// 14.1 with 16). So: 16 shapes for one libtorch thread (`torch_threads`, the default), 256 for
+/// more (0, libtorch's one per core, counts as more), unless the environment already sets it.
+/// oneDNN reads it once, at its first use: call this at start-up, before any inference and
+/// before other threads run.
+pub fn limit_onednn_primitive_cache(torch_threads: usize) {
     const VAR: &str = "ONEDNN_PRIMITIVE_CACHE_CAPACITY";
     if std::env::var_os(VAR).is_none() {
-        std::env::set_var(VAR, "16");
+        std::env::set_var(VAR, if torch_threads == 1 { "16" } else { "256" });
     }
 }
 
