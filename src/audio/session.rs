@@ -65,7 +65,8 @@ pub fn decode_session(
         });
     }
     // The buffer grew by doubling: up to twice the audio (2 h is 461 MB of samples in a 537 MB
-    // buffer). Giving back the unused part moves pages (mremap), no copy.
+    // buffer). Its unused tail was never touched, so it costs address space, not resident
+    // memory; giving it back (mremap, no copy) keeps the heap honest for the hours ahead.
     audio.samples.shrink_to_fit();
     Ok(audio)
 }
