@@ -129,18 +129,8 @@ impl SpeakerEmbedding {
                         (first..past).collect()
                     };
                     for piece in split_into_pieces(&speech, first, past, piece_frames) {
-                        own.clear();
-                        for &f in piece.speech {
-                            let from = (start + f * FRAME_STEP_SAMPLES).min(samples.len());
-                            let to = (start + (f + 1) * FRAME_STEP_SAMPLES).min(samples.len());
-                            own.extend_from_slice(&samples[from..to]);
-                        }
-                        // Too short (or only the zero padding past the end of a short recording).
-                        let vector = if own.len() >= (min_frames * FRAME_STEP_SAMPLES).max(400) {
-                            Some(self.embed(&own)?)
-                        } else {
-                            None
-                        };
+                        let vector =
+                            self.embed_frames(samples, start, piece.speech, min_frames, &mut own)?;
                         turns.push(LocalTurn {
                             window,
                             speaker,
@@ -158,6 +148,30 @@ impl SpeakerEmbedding {
             }
         }
         Ok(turns)
+    }
+
+    /// The embedding of the samples of `frames` (frame `f` standing for the `FRAME_STEP` samples
+    /// from `start + f * FRAME_STEP`), joined in `own`; `None` when they are fewer than
+    /// `min_frames` frames' worth (or only the zero padding past the end of a short recording).
+    fn embed_frames(
+        &mut self,
+        samples: &[f32],
+        start: usize,
+        frames: &[usize],
+        min_frames: usize,
+        own: &mut Vec<f32>,
+    ) -> Result<Option<Vec<f32>>, InferenceError> {
+        own.clear();
+        for &f in frames {
+            let from = (start + f * FRAME_STEP_SAMPLES).min(samples.len());
+            let to = (start + (f + 1) * FRAME_STEP_SAMPLES).min(samples.len());
+            own.extend_from_slice(&samples[from..to]);
+        }
+        if own.len() >= (min_frames * FRAME_STEP_SAMPLES).max(400) {
+            Ok(Some(self.embed(own)?))
+        } else {
+            Ok(None)
+        }
     }
 }
 
