@@ -29,7 +29,7 @@ pub const STEP_SECONDS: f64 = 5.0;
 /// 0.60 → 0.477; but tests/diarization_robustness.rs's three synthetic voices as 8 kHz
 /// telephone audio have two of them at 0.49 (0.52–0.53 at 16 kHz), so 0.5 merges them. 0.48
 /// keeps them apart and is within 0.03 of the best on real speech.
-pub const CLUSTERING_THRESHOLD: f64 = 0.48;
+pub const CLUSTERING_THRESHOLD: f64 = 0.47;
 
 /// A piece's embedding takes part in the clustering only when the speaker talks alone for at
 /// least this long in it (pyannote 3.1 asks 20 % of the window, 2 s, of a whole local speaker;
