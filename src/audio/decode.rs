@@ -49,7 +49,6 @@ pub fn decode_file(location: &str, opts: &AudioOptions) -> Result<Vec<f32>, Audi
         before_seconds: 0.0,
     };
     decode_into(location, opts, limit, &mut samples)?;
-    samples.shrink_to_fit();
     Ok(samples)
 }
 

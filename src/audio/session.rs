@@ -64,10 +64,6 @@ pub fn decode_session(
             chunks: chunks.len(),
         });
     }
-    // The buffer grew by doubling: up to twice the audio (2 h is 461 MB of samples in a 537 MB
-    // buffer). Its unused tail was never touched, so it costs address space, not resident
-    // memory; giving it back (mremap, no copy) keeps the heap honest for the hours ahead.
-    audio.samples.shrink_to_fit();
     Ok(audio)
 }
 
