@@ -123,12 +123,14 @@ impl SpeakerEmbedding {
                     let clean: Vec<usize> = (first..past)
                         .filter(|&f| activity.alone(window, f, speaker))
                         .collect();
-                    let speech: Vec<usize> = if clean.len() >= min_frames {
-                        clean.clone()
+                    let whole: Vec<usize>;
+                    let speech = if clean.len() >= min_frames {
+                        &clean
                     } else {
-                        (first..past).collect()
+                        whole = (first..past).collect();
+                        &whole
                     };
-                    for piece in split_into_pieces(&speech, first, past, piece_frames) {
+                    for piece in split_into_pieces(speech, first, past, piece_frames) {
                         let vector =
                             self.embed_frames(samples, start, piece.speech, min_frames, &mut own)?;
                         turns.push(LocalTurn {
