@@ -143,8 +143,12 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
 pub fn write_wav(samples: &[f32], path: &Path) {
     let raw = path.with_extension("f32");
     write_f32(&raw, samples);
+    // -R: repeatable dither. sox dithers the conversion to 16 bits with random noise by default,
+    // and tiny.en's reading of the same speech can flip on it (pipeline_transcript's "twenty one"
+    // heard as "twenty, when" in one fresh-clone run of three).
     let status = Command::new("sox")
         .args([
+            "-R",
             "-t",
             "raw",
             "-r",
