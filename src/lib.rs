@@ -12,6 +12,7 @@ pub mod error;
 pub mod inference;
 pub mod job;
 pub mod logging;
+pub mod pcm;
 pub mod pipeline;
 pub mod processor;
 pub mod queue;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use lahstats_worker::audio::{decode_file, decode_session, AudioError, AudioOptions};
 use lahstats_worker::error::{Classify, ErrorKind};
 use lahstats_worker::session::ChunkRef;
+use lahstats_worker::pcm::Samples;
 use support::audio::*;
 use tempfile::TempDir;
 
@@ -66,16 +67,21 @@ impl Storage {
     }
 }
 
-fn assert_second_is_tone(samples: &[f32], second: f64, frequency: f64) {
-    let pitch = dominant_frequency(span(samples, second + 0.1, second + 0.9));
+/// The session's 16-bit samples as `f32`, as the models read them.
+fn as_f32(samples: &[i16]) -> Vec<f32> {
+    samples.to_f32(0..samples.len())
+}
+
+fn assert_second_is_tone(samples: &[i16], second: f64, frequency: f64) {
+    let pitch = dominant_frequency(span(&as_f32(samples), second + 0.1, second + 0.9));
     assert!(
         (pitch - frequency).abs() <= 5.0,
         "second {second}: {pitch} Hz, expected {frequency} Hz"
     );
 }
 
-fn assert_second_is_silent(samples: &[f32], second: f64) {
-    let level = rms(span(samples, second + 0.1, second + 0.9));
+fn assert_second_is_silent(samples: &[i16], second: f64) {
+    let level = rms(span(&as_f32(samples), second + 0.1, second + 0.9));
     assert!(level < 0.001, "second {second}: rms {level}");
 }
 

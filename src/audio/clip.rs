@@ -2,6 +2,7 @@
 //! the short per-speaker clips the app plays on its claiming screen.
 
 use std::fs;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use ffmpeg_next::codec;
@@ -11,6 +12,8 @@ use ffmpeg_next::format::sample::Type as SampleLayout;
 use ffmpeg_next::format::Sample;
 use ffmpeg_next::{frame, Packet, Rational};
 
+use crate::pcm::Samples;
+
 use super::{ensure_ffmpeg, AudioError, SAMPLE_RATE};
 
 /// Samples handed to the encoder per frame.
@@ -19,7 +22,7 @@ const FRAME_SAMPLES: usize = 4096;
 /// Writes at most `max_seconds` of `samples` starting at `start_seconds` to `dest` as a WAV file.
 /// A clip that would start past the end of the audio is an error.
 pub fn write_wav_clip(
-    samples: &[f32],
+    samples: &(impl Samples + ?Sized),
     start_seconds: f64,
     max_seconds: f64,
     dest: &Path,
@@ -38,12 +41,21 @@ pub fn write_wav_clip(
             ),
         ));
     }
-    write_wav(&samples[start..end], dest)
+    write_range(samples, start..end, dest)
 }
 
 /// Writes `samples` (16 kHz mono) to `dest` as a 16-bit PCM WAV file. Parent directories are
 /// created; the file appears under its name only once complete.
-pub fn write_wav(samples: &[f32], dest: &Path) -> Result<(), AudioError> {
+pub fn write_wav(samples: &(impl Samples + ?Sized), dest: &Path) -> Result<(), AudioError> {
+    write_range(samples, 0..samples.len(), dest)
+}
+
+/// Writes `samples[range]` as [`write_wav`] writes the whole.
+fn write_range(
+    samples: &(impl Samples + ?Sized),
+    range: Range<usize>,
+    dest: &Path,
+) -> Result<(), AudioError> {
     ensure_ffmpeg();
     if let Some(parent) = dest
         .parent()
@@ -52,7 +64,7 @@ pub fn write_wav(samples: &[f32], dest: &Path) -> Result<(), AudioError> {
         fs::create_dir_all(parent).map_err(|err| write_error(dest, err.to_string()))?;
     }
     let partial = partial_path(dest);
-    let result = encode_to(samples, &partial).and_then(|()| {
+    let result = encode_to(samples, range, &partial).and_then(|()| {
         fs::rename(&partial, dest).map_err(|err| write_error(dest, err.to_string()))
     });
     if result.is_err() {
@@ -78,7 +90,11 @@ fn write_error(dest: &Path, reason: String) -> AudioError {
     }
 }
 
-fn encode_to(samples: &[f32], path: &Path) -> Result<(), AudioError> {
+fn encode_to(
+    samples: &(impl Samples + ?Sized),
+    range: Range<usize>,
+    path: &Path,
+) -> Result<(), AudioError> {
     let fail = |step: &str, err: ffmpeg_next::Error| write_error(path, format!("{step}: {err}"));
     let mut output = ffmpeg_next::format::output_as(path, "wav")
         .map_err(|err| fail("creating the file", err))?;
@@ -103,8 +119,11 @@ fn encode_to(samples: &[f32], path: &Path) -> Result<(), AudioError> {
         stream_time_base,
     };
 
-    for (index, block) in samples.chunks(FRAME_SAMPLES).enumerate() {
-        let frame = pcm_frame(block, (index * FRAME_SAMPLES) as i64)
+    let mut block = Vec::with_capacity(FRAME_SAMPLES);
+    for (index, from) in range.clone().step_by(FRAME_SAMPLES).enumerate() {
+        block.clear();
+        samples.extend_f32(from..(from + FRAME_SAMPLES).min(range.end), &mut block);
+        let frame = pcm_frame(&block, (index * FRAME_SAMPLES) as i64)
             .map_err(|err| fail("allocating a frame", err))?;
         muxer
             .encoder
@@ -159,10 +178,9 @@ fn pcm_frame(block: &[f32], pts: i64) -> Result<frame::Audio, ffmpeg_next::Error
     frame.set_pts(Some(pts));
     let bytes = frame.data_mut(0);
     for (sample, target) in block.iter().zip(bytes.chunks_exact_mut(2)) {
-        // FFmpeg reads s16 back as value / 32768: scale by the same, so a round trip only
-        // rounds (a 32767 scale also shrank every sample by 1/32768).
-        let value = (sample * 32_768.0).round().clamp(-32_768.0, 32_767.0) as i16;
-        target.copy_from_slice(&value.to_le_bytes());
+        // FFmpeg reads s16 back as value / 32768, as `pcm::to_i16` scales: a round trip only
+        // rounds, and 16-bit samples come back as they were.
+        target.copy_from_slice(&crate::pcm::to_i16(*sample).to_le_bytes());
     }
     Ok(frame)
 }

@@ -8,6 +8,8 @@ use ffmpeg_next::frame;
 use ffmpeg_next::media::Type;
 use ffmpeg_next::{Error as FfError, Packet, Rational};
 
+use crate::pcm::SampleSink;
+
 use super::resample::MonoResampler;
 use super::source::{open_input, stream_error, Source};
 use super::{AudioError, AudioOptions, SAMPLE_RATE};
@@ -41,7 +43,8 @@ impl LengthLimit {
 }
 
 /// Decodes the audio at `location` (a path under the storage root, an absolute path or an
-/// HTTP(S) URL) to 16 kHz mono `f32` samples.
+/// HTTP(S) URL) to 16 kHz mono `f32` samples. A session is decoded by
+/// [`super::decode_session`], which holds its audio as 16-bit PCM.
 pub fn decode_file(location: &str, opts: &AudioOptions) -> Result<Vec<f32>, AudioError> {
     let mut samples = Vec::new();
     let limit = LengthLimit {
@@ -58,7 +61,7 @@ pub(crate) fn decode_into(
     location: &str,
     opts: &AudioOptions,
     limit: LengthLimit,
-    out: &mut Vec<f32>,
+    out: &mut dyn SampleSink,
 ) -> Result<usize, AudioError> {
     let start = out.len();
     let result = decode_stream(location, opts, limit, out);
@@ -72,7 +75,7 @@ fn decode_stream(
     location: &str,
     opts: &AudioOptions,
     limit: LengthLimit,
-    out: &mut Vec<f32>,
+    out: &mut dyn SampleSink,
 ) -> Result<usize, AudioError> {
     let (source, mut input) = open_input(location, opts)?;
     let stream = input
@@ -107,23 +110,19 @@ fn decode_stream(
     }
     check_io_error(location, &source, &input)?;
     let decoded = state.finish()?;
-    let decoded_from = out.len() - decoded;
-    silence_non_finite(location, &mut out[decoded_from..]);
     warn_if_short(location, decoded, declared_seconds);
     Ok(decoded)
 }
 
 /// Float PCM (WAV, CAF, AIFF-C) can carry NaN or infinite samples, which FFmpeg passes through
-/// and which would turn every model output into NaN: they become silence, with a warning.
-fn silence_non_finite(location: &str, samples: &mut [f32]) {
+/// and which would turn every model output into NaN: they become silence. Returns how many.
+fn silence_non_finite(samples: &mut [f32]) -> usize {
     let mut replaced = 0usize;
     for sample in samples.iter_mut().filter(|s| !s.is_finite()) {
         *sample = 0.0;
         replaced += 1;
     }
-    if replaced > 0 {
-        log::warn!("{location}: {replaced} samples were NaN or infinite; they are silence now");
-    }
+    replaced
 }
 
 /// The container's stated duration, when it states one.
@@ -223,8 +222,12 @@ struct StreamDecoder<'a> {
     time_base: Rational,
     resampler: Option<MonoResampler>,
     frame: frame::Audio,
-    out: &'a mut Vec<f32>,
+    /// What the resampler gave for the current frame, before it goes into `out`.
+    resampled: Vec<f32>,
+    out: &'a mut dyn SampleSink,
     start: usize,
+    /// NaN or infinite samples turned into silence so far.
+    non_finite: usize,
     max_samples: usize,
     limit: LengthLimit,
     packets: usize,
@@ -238,7 +241,7 @@ impl<'a> StreamDecoder<'a> {
         location: &'a str,
         decoder: ffmpeg_next::decoder::Audio,
         time_base: Rational,
-        out: &'a mut Vec<f32>,
+        out: &'a mut dyn SampleSink,
         max_samples: usize,
         limit: LengthLimit,
     ) -> Self {
@@ -250,8 +253,10 @@ impl<'a> StreamDecoder<'a> {
             time_base,
             resampler: None,
             frame: frame::Audio::empty(),
+            resampled: Vec::new(),
             out,
             start,
+            non_finite: 0,
             max_samples,
             limit,
             packets: 0,
@@ -282,10 +287,9 @@ impl<'a> StreamDecoder<'a> {
                 .inject_silence(seconds)
                 .map_err(|reason| corrupt(self.location, reason))?,
             // Nothing is buffered yet, so the silence can go straight into the output.
-            None => self.out.resize(
-                self.out.len() + (seconds * f64::from(SAMPLE_RATE)).round() as usize,
-                0.0,
-            ),
+            None => self
+                .out
+                .extend_silence((seconds * f64::from(SAMPLE_RATE)).round() as usize),
         }
         self.check_length()
     }
@@ -297,8 +301,16 @@ impl<'a> StreamDecoder<'a> {
         self.receive_frames()?;
         if let Some(resampler) = self.resampler.as_mut() {
             resampler
-                .drain(self.out)
+                .drain(&mut self.resampled)
                 .map_err(|reason| corrupt(self.location, reason))?;
+            self.emit();
+        }
+        if self.non_finite > 0 {
+            log::warn!(
+                "{}: {} samples were NaN or infinite; they are silence now",
+                self.location,
+                self.non_finite
+            );
         }
         let decoded = self.out.len() - self.start;
         let first_error = self.first_error.take().unwrap_or_default();
@@ -358,9 +370,10 @@ impl<'a> StreamDecoder<'a> {
         if let Some(resampler) = self.resampler.as_mut() {
             if !resampler.accepts(&self.frame) {
                 resampler
-                    .drain(self.out)
+                    .drain(&mut self.resampled)
                     .map_err(|reason| corrupt(self.location, reason))?;
                 self.resampler = None;
+                self.emit();
             }
         }
         let resampler = match self.resampler.as_mut() {
@@ -371,9 +384,17 @@ impl<'a> StreamDecoder<'a> {
             ),
         };
         resampler
-            .push(&self.frame, self.out)
+            .push(&self.frame, &mut self.resampled)
             .map_err(|reason| corrupt(self.location, reason))?;
+        self.emit();
         self.check_length()
+    }
+
+    /// Moves what the resampler gave into `out` (NaN and infinities as silence).
+    fn emit(&mut self) {
+        self.non_finite += silence_non_finite(&mut self.resampled);
+        self.out.extend_from_f32(&self.resampled);
+        self.resampled.clear();
     }
 
     fn check_length(&self) -> Result<(), AudioError> {

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::pcm::Samples;
 use crate::storage::Store;
 
 use super::{write_wav, write_wav_clip, AudioError};
@@ -11,7 +12,11 @@ use super::{write_wav, write_wav_clip, AudioError};
 const WAV: &str = "audio/wav";
 
 /// Stores `samples` (16 kHz mono) as the WAV file `key`; returns its public URL.
-pub fn publish_wav(store: &Store, key: &str, samples: &[f32]) -> Result<String, AudioError> {
+pub fn publish_wav(
+    store: &Store,
+    key: &str,
+    samples: &(impl Samples + ?Sized),
+) -> Result<String, AudioError> {
     publish(store, key, |dest| write_wav(samples, dest))
 }
 
@@ -20,7 +25,7 @@ pub fn publish_wav(store: &Store, key: &str, samples: &[f32]) -> Result<String, 
 pub fn publish_wav_clip(
     store: &Store,
     key: &str,
-    samples: &[f32],
+    samples: &(impl Samples + ?Sized),
     start_seconds: f64,
     max_seconds: f64,
 ) -> Result<String, AudioError> {

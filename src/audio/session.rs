@@ -9,8 +9,9 @@ use super::{AudioError, AudioOptions, SAMPLE_RATE};
 /// The joined audio of a session and what went into it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionAudio {
-    /// 16 kHz mono samples of every decodable chunk, in chunk order.
-    pub samples: Vec<f32>,
+    /// 16 kHz mono samples of every decodable chunk, in chunk order, as 16-bit PCM (half the
+    /// memory of `f32`; read them through `crate::pcm::Samples`).
+    pub samples: Vec<i16>,
     /// `(chunk_number, start in seconds)` of each chunk that made it into `samples`.
     pub chunk_offsets: Vec<(i32, f64)>,
     /// `(chunk_number, why)` for each chunk left out because it could not be decoded.

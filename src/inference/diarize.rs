@@ -32,6 +32,7 @@ pub use reconstruction::SpeakerActivity;
 
 use super::vad::{SpeechRegion, SAMPLE_RATE};
 use super::InferenceError;
+use crate::pcm::Samples;
 use crate::session::speaker_label;
 use clustering::ClusteringOptions;
 use embeddings::SpeakerEmbedding;
@@ -150,7 +151,7 @@ impl Diarizer {
     /// Diarizes 16 kHz mono audio.
     pub fn diarize(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         opts: &DiarizeOptions,
     ) -> Result<Diarization, InferenceError> {
         let usable = (0.1..=10.0).contains(&opts.step_seconds)

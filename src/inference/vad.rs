@@ -9,6 +9,7 @@
 mod timestamps;
 
 use super::device::torch_error;
+use crate::pcm::Samples;
 use super::InferenceError;
 use std::path::Path;
 use std::time::Instant;
@@ -88,14 +89,23 @@ impl SileroVad {
     }
 
     /// The speech probability of every 512-sample frame (the last one zero-padded).
-    pub fn frame_probabilities(&mut self, samples: &[f32]) -> Result<Vec<f32>, InferenceError> {
+    pub fn frame_probabilities(
+        &mut self,
+        samples: &(impl Samples + ?Sized),
+    ) -> Result<Vec<f32>, InferenceError> {
         let _no_grad = tch::no_grad_guard();
         let options = (Kind::Float, self.device);
         let mut context = Tensor::zeros([CONTEXT_SAMPLES], options);
         let mut state = Tensor::zeros([2, STATE_SIZE], options);
         let mut probabilities = Vec::with_capacity(samples.len().div_ceil(FRAME_SAMPLES));
-        for chunk in samples.chunks(FRAMES_PER_CALL * FRAME_SAMPLES) {
-            let mut input = Tensor::from_slice(chunk);
+        let mut chunk = Vec::with_capacity(FRAMES_PER_CALL * FRAME_SAMPLES);
+        for from in (0..samples.len()).step_by(FRAMES_PER_CALL * FRAME_SAMPLES) {
+            chunk.clear();
+            samples.extend_f32(
+                from..(from + FRAMES_PER_CALL * FRAME_SAMPLES).min(samples.len()),
+                &mut chunk,
+            );
+            let mut input = Tensor::from_slice(&chunk);
             let padding = (FRAME_SAMPLES - chunk.len() % FRAME_SAMPLES) % FRAME_SAMPLES;
             if padding > 0 {
                 input = input
@@ -119,7 +129,7 @@ impl SileroVad {
     /// Speech regions of 16 kHz mono audio.
     pub fn detect(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         opts: &VadOptions,
     ) -> Result<Vec<SpeechRegion>, InferenceError> {
         let started = Instant::now();

@@ -70,8 +70,8 @@ pub struct SpeechPipeline {
 /// What the last analysis keeps beyond its results.
 pub struct LastSession {
     pub session_id: uuid::Uuid,
-    /// The session's 16 kHz audio, held once (sample clips are cut from it).
-    pub samples: Vec<f32>,
+    /// The session's 16 kHz audio as 16-bit PCM, held once (sample clips are cut from it).
+    pub samples: Vec<i16>,
     pub turns: Vec<SpeakerTurn>,
     /// Detected speech and the windows Whisper decoded, in seconds.
     pub speech: Vec<SpeechRegion>,
@@ -135,7 +135,7 @@ impl SpeechPipeline {
     }
 
     /// Who spoke when, with speakers bounded as asked.
-    fn diarize(&mut self, samples: &[f32], options: &JobOptions) -> Result<Diarization, JobError> {
+    fn diarize(&mut self, samples: &[i16], options: &JobOptions) -> Result<Diarization, JobError> {
         let opts = DiarizeOptions {
             min_speakers: options.min_speakers,
             max_speakers: options.max_speakers,
@@ -147,7 +147,7 @@ impl SpeechPipeline {
     /// Speech regions (Silero VAD) and the windows Whisper decodes, cut at pauses.
     fn plan_windows(
         &mut self,
-        samples: &[f32],
+        samples: &[i16],
     ) -> Result<(Vec<SpeechRegion>, Vec<Window>), JobError> {
         let probabilities = self.vad.frame_probabilities(samples)?;
         let speech = speech_regions(&probabilities, samples.len(), &VadOptions::default());
@@ -159,7 +159,7 @@ impl SpeechPipeline {
     /// here, word by word, where the audio is at hand to judge them.
     fn transcribe(
         &mut self,
-        samples: &[f32],
+        samples: &[i16],
         speech: &[SpeechRegion],
         windows: &[(f64, f64)],
         progress: Progress,
@@ -341,7 +341,7 @@ impl SpeechPipeline {
         &self,
         session_id: uuid::Uuid,
         label: &str,
-        samples: &[f32],
+        samples: &[i16],
         start: f64,
     ) -> Result<SpeakerSample, JobError> {
         let path = processed_path(session_id, &format!("speaker_{label}_sample.wav"));

@@ -22,6 +22,7 @@
 
 use super::segmentation::{LocalActivity, FRAMES_PER_WINDOW, FRAME_SAMPLES, FRAME_STEP_SAMPLES};
 use crate::inference::device::torch_error;
+use crate::pcm::Samples;
 use crate::inference::InferenceError;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
@@ -106,7 +107,7 @@ impl SpeakerEmbedding {
     /// talks alone when there are `min_frames` of those, else all the turn's frames.
     pub fn embed_local_turns(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         activity: &LocalActivity,
         min_frames: usize,
         piece_frames: usize,
@@ -157,7 +158,7 @@ impl SpeakerEmbedding {
     /// `min_frames` frames' worth (or only the zero padding past the end of a short recording).
     fn embed_frames(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         start: usize,
         frames: &[usize],
         min_frames: usize,
@@ -167,7 +168,7 @@ impl SpeakerEmbedding {
         for &f in frames {
             let from = (start + f * FRAME_STEP_SAMPLES).min(samples.len());
             let to = (start + (f + 1) * FRAME_STEP_SAMPLES).min(samples.len());
-            own.extend_from_slice(&samples[from..to]);
+            samples.extend_f32(from..to, own);
         }
         if own.len() >= (min_frames * FRAME_STEP_SAMPLES).max(400) {
             Ok(Some(self.embed(own)?))

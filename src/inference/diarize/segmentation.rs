@@ -9,6 +9,7 @@
 
 use super::powerset::{self, CLASSES, LOCAL_SPEAKERS};
 use crate::inference::device::torch_error;
+use crate::pcm::Samples;
 use crate::inference::InferenceError;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
@@ -100,7 +101,7 @@ impl Segmentation {
     /// windows is copied at a time.
     pub fn segment(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         step: usize,
         batch: usize,
     ) -> Result<LocalActivity, InferenceError> {
@@ -113,7 +114,7 @@ impl Segmentation {
             input.clear();
             for &start in starts {
                 let end = (start + WINDOW_SAMPLES).min(samples.len());
-                input.extend_from_slice(&samples[start..end]);
+                samples.extend_f32(start..end, &mut input);
                 input.resize(input.len() + WINDOW_SAMPLES - (end - start), 0.0);
             }
             let windows = Tensor::from_slice(&input)

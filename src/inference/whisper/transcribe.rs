@@ -16,6 +16,7 @@ use super::timing::{add_word_timestamps, find_alignment, TimedSegment, Word};
 use super::tokenizer::WhisperTokenizer;
 use super::{Config, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, TIME_PRECISION};
 use crate::inference::InferenceError;
+use crate::pcm::Samples;
 use rand::SeedableRng;
 use std::path::Path;
 use tch::{Device, TchError, Tensor};
@@ -147,7 +148,7 @@ impl Whisper {
     /// its words when `opts.word_timestamps`.
     pub fn transcribe(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         opts: &TranscriptionOptions,
     ) -> Result<Vec<AsrSegment>, InferenceError> {
         self.transcribe_with_progress(samples, opts, &mut |_| {})
@@ -156,7 +157,7 @@ impl Whisper {
     /// [`Whisper::transcribe`], telling `progress` after each window how far it got (seconds).
     pub fn transcribe_with_progress(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         opts: &TranscriptionOptions,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Vec<AsrSegment>, InferenceError> {
@@ -169,7 +170,7 @@ impl Whisper {
     /// finds the rewritten one at least as likely.
     pub fn transcribe_with(
         &mut self,
-        samples: &[f32],
+        samples: &(impl Samples + ?Sized),
         opts: &TranscriptionOptions,
         progress: &mut dyn FnMut(f64),
         rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
@@ -201,8 +202,8 @@ impl Whisper {
                     seek += segment_size; // no speech left here to transcribe
                     continue;
                 }
-                let audio = &samples[seek * HOP_LENGTH..(seek + segment_size) * HOP_LENGTH];
-                let (mel, _) = window_mels(&[audio], &self.model.mel_filters, self.device)
+                let audio = samples.to_f32(seek * HOP_LENGTH..(seek + segment_size) * HOP_LENGTH);
+                let (mel, _) = window_mels(&[&audio], &self.model.mel_filters, self.device)
                     .map_err(torch_error)?;
                 let features = self.encode(&mel)?;
                 let prompt = if opts.condition_on_previous_text {
