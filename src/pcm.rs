@@ -145,7 +145,10 @@ mod tests {
         held.extend_from_f32(&values);
         let back = held.to_f32(0..values.len());
         for (v, b) in values.iter().zip(&back) {
-            assert!((v - b).abs() <= 0.5 / 32768.0 + f32::EPSILON, "{v} came back {b}");
+            assert!(
+                (v - b).abs() <= 0.5 / 32768.0 + f32::EPSILON,
+                "{v} came back {b}"
+            );
         }
         held.clear();
         held.extend_from_f32(&[1.5, -1.5, 1.0, f32::NAN]);

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use lahstats_worker::audio::{decode_file, decode_session, AudioError, AudioOptions};
 use lahstats_worker::error::{Classify, ErrorKind};
-use lahstats_worker::session::ChunkRef;
 use lahstats_worker::pcm::Samples;
+use lahstats_worker::session::ChunkRef;
 use support::audio::*;
 use tempfile::TempDir;
 

@@ -147,7 +147,9 @@ fn each_turn_has_its_speaker_as_the_dominant_one() {
 #[test]
 fn silence_and_tiny_audio_give_no_speakers() {
     let mut diarizer = diarizer();
-    let empty = diarizer.diarize(&[0.0f32; 0][..], &DiarizeOptions::default()).unwrap();
+    let empty = diarizer
+        .diarize(&[0.0f32; 0][..], &DiarizeOptions::default())
+        .unwrap();
     assert_eq!((empty.num_speakers, empty.turns.len()), (0, 0));
     assert_eq!(empty.dominant_speaker(0.0, 1.0), None);
     let silence = diarizer

@@ -9,8 +9,8 @@
 mod timestamps;
 
 use super::device::torch_error;
-use crate::pcm::Samples;
 use super::InferenceError;
+use crate::pcm::Samples;
 use std::path::Path;
 use std::time::Instant;
 use tch::{CModule, Device, IValue, Kind, Tensor};

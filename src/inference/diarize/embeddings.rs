@@ -22,8 +22,8 @@
 
 use super::segmentation::{LocalActivity, FRAMES_PER_WINDOW, FRAME_SAMPLES, FRAME_STEP_SAMPLES};
 use crate::inference::device::torch_error;
-use crate::pcm::Samples;
 use crate::inference::InferenceError;
+use crate::pcm::Samples;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 

@@ -9,8 +9,8 @@
 
 use super::powerset::{self, CLASSES, LOCAL_SPEAKERS};
 use crate::inference::device::torch_error;
-use crate::pcm::Samples;
 use crate::inference::InferenceError;
+use crate::pcm::Samples;
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
