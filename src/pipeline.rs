@@ -38,10 +38,13 @@ pub trait SessionPipeline {
         progress: Progress,
     ) -> Result<Analysis, JobError>;
 
-    /// Writes a sample clip per speaker of the last analysed session (stage generating_samples).
+    /// Publishes the last analysed session's recording (`results.audio_url`) and a sample clip
+    /// per speaker (stage generating_samples). A recording the store refuses as larger than its
+    /// file size limit clears `results.audio_url` (with a warning) rather than losing the
+    /// session's results.
     fn write_samples(
         &mut self,
-        analysis: &Analysis,
+        analysis: &mut Analysis,
         progress: Progress,
     ) -> Result<Vec<SpeakerSample>, JobError>;
 

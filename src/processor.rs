@@ -260,7 +260,7 @@ impl Processor {
         let mut analysis = pipeline.analyze(input, options, &mut progress)?;
         progress(Stage::SavingResults, 0);
         let sampling = Instant::now();
-        let samples = pipeline.write_samples(&analysis, &mut progress)?;
+        let samples = pipeline.write_samples(&mut analysis, &mut progress)?;
         analysis
             .stage_seconds
             .push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));

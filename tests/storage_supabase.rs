@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use lahstats_worker::error::{Classify, ErrorKind};
 use lahstats_worker::storage::{StorageError, Store};
-use support::storage::{curl, supabase, two_chunks, unique, Worker};
+use support::storage::{curl, fetch_and_decode, supabase, two_chunks, unique, Worker};
 
 #[test]
 fn chunks_at_the_apps_paths_are_processed_and_the_processed_files_play() {
@@ -75,6 +75,68 @@ fn chunks_at_the_apps_paths_are_processed_and_the_processed_files_play() {
         )
     };
     worker.assert_processed_files_play(session, public);
+}
+
+/// A bucket whose file size limit the session's recording exceeds (Supabase's default is 50 MB,
+/// about 27 minutes of 16 kHz WAV): the session is still saved, counts and speaker clips and
+/// all, with no `audio_url` and a warning that names the limit; nothing is retried or failed.
+#[test]
+fn a_recording_over_the_buckets_size_limit_still_saves_the_sessions_results() {
+    let server = supabase();
+    let bucket = unique("small");
+    // Speaker clips are at most 5 s: 160 044 bytes of WAV and a header.
+    let limit: u64 = 170_000;
+    server.create_bucket_with_size_limit(&bucket, limit);
+    let audio = tempfile::tempdir().unwrap();
+    let chunks = two_chunks(audio.path());
+    let seconds: f64 = chunks
+        .iter()
+        .map(|c| {
+            let samples =
+                lahstats_worker::audio::decode_file(c.to_str().unwrap(), &Default::default())
+                    .expect("chunk decodes");
+            samples.len() as f64 / 16_000.0
+        })
+        .sum();
+    assert!(
+        seconds * 32_000.0 > limit as f64 * 1.1,
+        "the recipe's {seconds:.1} s must make a recording over the {limit}-byte limit"
+    );
+
+    let mut worker = Worker::new(server.worker_env(&bucket));
+    let session = uuid::Uuid::new_v4();
+    let keys: Vec<String> = (0..chunks.len())
+        .map(|n| format!("sessions/{session}/chunks/chunk_{n:04}.m4a"))
+        .collect();
+    for (key, file) in keys.iter().zip(&chunks) {
+        server.upload(&bucket, key, file, "audio/mp4");
+    }
+    worker.register(session, &keys);
+    worker.start();
+    worker.push(session);
+
+    let (status, error) = worker.wait_settled(session, Duration::from_secs(240));
+    assert_eq!(status, "ready_for_claiming", "{error:?}");
+    assert!(worker.failed_records().is_empty());
+    let (audio_url, samples) = worker.urls(session);
+    assert_eq!(
+        audio_url, None,
+        "no recording was stored, so none is offered"
+    );
+    assert!(!samples.is_empty(), "the speakers were saved");
+    for (label, url) in samples {
+        let url = url.unwrap_or_else(|| panic!("{label} has no sample clip"));
+        let clip = fetch_and_decode(&url);
+        assert!(clip > 0.2 && clip <= 5.01, "{label}: {clip:.2} s");
+    }
+    let log = worker.log();
+    assert!(
+        log.iter().any(|l| l.contains("WARN")
+            && l.contains("without its recording")
+            && l.contains(&bucket)
+            && l.contains("file size limit")),
+        "{log:#?}"
+    );
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use tch::Device;
 
-use crate::audio::{self, AudioOptions, SAMPLE_RATE};
+use crate::audio::{self, AudioError, AudioOptions, SAMPLE_RATE};
 use crate::config::Config;
 use crate::error::JobError;
 use crate::inference::diarize::{Diarization, DiarizeOptions, Diarizer, SpeakerTurn};
@@ -27,6 +27,7 @@ use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
 use crate::pipeline::{Analysis, JobOptions, PipelineFactory, Progress, SessionPipeline};
 use crate::session::*;
 use crate::singlish::{Corrector, WordCounter};
+use crate::storage::StorageError;
 
 /// Longest window handed to Whisper: its 30 s, less a little so frame rounding never spills.
 const WINDOW_SECONDS: f64 = 29.5;
@@ -287,7 +288,7 @@ impl SessionPipeline for SpeechPipeline {
 
     fn write_samples(
         &mut self,
-        analysis: &Analysis,
+        analysis: &mut Analysis,
         progress: Progress,
     ) -> Result<Vec<SpeakerSample>, JobError> {
         let session_id = analysis.results.session_id;
@@ -302,7 +303,19 @@ impl SessionPipeline for SpeechPipeline {
         };
         if analysis.results.audio_url.is_some() {
             let key = processed_path(session_id, "full_audio.wav");
-            audio::publish_wav(&self.store, &key, &last.samples)?;
+            match audio::publish_wav(&self.store, &key, &last.samples) {
+                Ok(_) => {}
+                // The counts are what the app is for; a recording too long for the bucket
+                // (Supabase's default limit is 50 MB: 27 min of 16 kHz WAV) only goes unplayed.
+                Err(AudioError::Storage(err @ StorageError::TooLarge { .. })) => {
+                    log::warn!(
+                        "{session_id}: the session is saved without its recording \
+                         (audio_url left empty): {err}"
+                    );
+                    analysis.results.audio_url = None;
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         let mut clips = Vec::new();
         for (index, speaker) in analysis.results.speakers.iter().enumerate() {

@@ -79,7 +79,17 @@ impl Supabase {
 
     /// Creates a bucket, public (as the app's is) or not.
     pub fn create_bucket(&self, name: &str, public: bool) {
-        let body = format!(r#"{{"name":"{name}","public":{public}}}"#);
+        self.create_bucket_with(format!(r#"{{"name":"{name}","public":{public}}}"#));
+    }
+
+    /// Creates a public bucket that refuses files larger than `bytes`.
+    pub fn create_bucket_with_size_limit(&self, name: &str, bytes: u64) {
+        let body = format!(r#"{{"name":"{name}","public":true,"file_size_limit":{bytes}}}"#);
+        self.create_bucket_with(body);
+    }
+
+    /// `POST /bucket` with `body` (JSON) as the service role.
+    fn create_bucket_with(&self, body: String) {
         let auth = self.auth();
         let mut args: Vec<&str> = auth.iter().map(String::as_str).collect();
         let url = format!("{}/bucket", self.url);

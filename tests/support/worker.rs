@@ -157,7 +157,7 @@ impl SessionPipeline for ScriptedPipeline {
 
     fn write_samples(
         &mut self,
-        analysis: &Analysis,
+        analysis: &mut Analysis,
         progress: Progress,
     ) -> Result<Vec<SpeakerSample>, JobError> {
         progress(Stage::GeneratingSamples, 100);
