@@ -14,10 +14,16 @@ use super::model::{Precision, WhisperModel};
 use super::options::TranscriptionOptions;
 use super::timing::{add_word_timestamps, find_alignment, TimedSegment, Word};
 use super::tokenizer::WhisperTokenizer;
-use super::{Config, HOP_LENGTH, N_FRAMES, SAMPLE_RATE, TIME_PRECISION};
+use super::{Config, HOP_LENGTH, N_FRAMES, SAMPLE_RATE};
 use crate::inference::InferenceError;
 use crate::pcm::Samples;
+
+mod rewrite;
+mod segments;
+
 use rand::SeedableRng;
+pub use rewrite::Rewrite;
+use segments::split_at_timestamps;
 use std::path::Path;
 use tch::{Device, TchError, Tensor};
 
@@ -56,18 +62,6 @@ impl TimedSegment for AsrSegment {
     fn set_words(&mut self, words: Vec<Word>) {
         self.words = words;
     }
-}
-
-/// Other readings of a stretch of a window's text, proposed from outside (the Singlish
-/// corrections): the bytes `range` of the window's text (its words joined as written) may read
-/// as any of `replacements`. Without `needs_evidence` the first one is taken; with it, the
-/// decoder is forced through the window's text with each reading on the window's audio and
-/// the likeliest text wins (the text as decoded on a tie).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rewrite {
-    pub range: std::ops::Range<usize>,
-    pub replacements: Vec<String>,
-    pub needs_evidence: bool,
 }
 
 /// A loaded Whisper model with its tokenizer, on one device.
@@ -422,141 +416,6 @@ impl Whisper {
         Ok((segments, next_seek, split.single_timestamp_ending))
     }
 
-    /// Applies the rewrites proposed for the window's text (see [`Rewrite`]).
-    fn apply_rewrites(
-        &self,
-        segments: &mut [AsrSegment],
-        features: &Tensor,
-        initial: &[u32],
-        rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
-    ) -> Result<(), InferenceError> {
-        // The window's text, and where each word is in it: (segment, word, byte range).
-        let mut text = String::new();
-        let mut places = Vec::new();
-        for (s, segment) in segments.iter().enumerate() {
-            for (w, word) in segment.words.iter().enumerate() {
-                places.push((s, w, text.len()..text.len() + word.word.len()));
-                text.push_str(&word.word);
-            }
-        }
-        let proposed = rewrites(&text);
-        if proposed.is_empty() {
-            return Ok(());
-        }
-        let mut original_logprob = None;
-        // (segment, first word, last word, new text of those words), applied back to front.
-        let mut accepted = Vec::new();
-        for rewrite in proposed {
-            let covered: Vec<&(usize, usize, std::ops::Range<usize>)> = places
-                .iter()
-                .filter(|(_, _, r)| r.start < rewrite.range.end && rewrite.range.start < r.end)
-                .collect();
-            let (Some(first), Some(last)) = (covered.first(), covered.last()) else {
-                continue;
-            };
-            if first.0 != last.0 {
-                continue; // a phrase across two segments is left as it is
-            }
-            let mut chosen = rewrite.replacements.first().cloned();
-            if rewrite.needs_evidence {
-                let original = match original_logprob {
-                    Some(value) => value,
-                    None => *original_logprob.insert(self.text_logprob(features, initial, &text)?),
-                };
-                let mut best = (original, None);
-                for replacement in &rewrite.replacements {
-                    let mut changed = text.clone();
-                    changed.replace_range(rewrite.range.clone(), replacement);
-                    let logprob = self.text_logprob(features, initial, &changed)?;
-                    if logprob > best.0 {
-                        best = (logprob, Some(replacement.clone()));
-                    }
-                }
-                log::debug!(
-                    "whisper: {:?} or {:?}: {:?} (log-likelihood {:.2} against {original:.2})",
-                    &text[rewrite.range.clone()],
-                    rewrite.replacements,
-                    best.1,
-                    best.0
-                );
-                chosen = best.1;
-            }
-            let Some(replacement) = chosen else {
-                continue;
-            };
-            let span = first.2.start..last.2.end;
-            let mut words_text = text[span.clone()].to_string();
-            words_text.replace_range(
-                rewrite.range.start - span.start..rewrite.range.end - span.start,
-                &replacement,
-            );
-            accepted.push((first.0, first.1, last.1, words_text));
-        }
-        for (s, first, last, new_text) in accepted.into_iter().rev() {
-            let segment = &mut segments[s];
-            let words = &segment.words[first..=last];
-            let merged = Word {
-                word: new_text,
-                start: words[0].start,
-                end: words[words.len() - 1].end,
-                probability: words.iter().map(|w| w.probability).fold(1.0, f64::min),
-            };
-            segment.words.splice(first..=last, [merged]);
-            segment.text = segment.words.iter().map(|w| w.word.as_str()).collect();
-        }
-        Ok(())
-    }
-
-    /// Forced decoding: the log-likelihood of `text` (then <|endoftext|>) on the window's audio,
-    /// after the window's `initial` tokens (its prompt) and <|notimestamps|>.
-    fn text_logprob(
-        &self,
-        features: &Tensor,
-        initial: &[u32],
-        text: &str,
-    ) -> Result<f64, InferenceError> {
-        let special = &self.config.special_tokens;
-        let mut tokens: Vec<i64> = initial.iter().map(|&t| t as i64).collect();
-        tokens.push(special.no_timestamps as i64);
-        let scored_from = tokens.len();
-        tokens.extend(self.tokenizer.encode(text)?.into_iter().map(i64::from));
-        tokens.push(special.eot as i64);
-        let max = self.config.n_text_ctx as i64;
-        let logprobs = (|| -> Result<Vec<f32>, TchError> {
-            let input = Tensor::f_from_slice(&tokens)?
-                .f_view([1, -1])?
-                .f_to_device(self.device)?;
-            let mut cache = self.model.decoder.new_cache(features)?;
-            let hidden = self
-                .model
-                .decoder
-                .forward(&input, &mut cache)?
-                .f_select(0, 0)?;
-            let logprobs = self
-                .model
-                .decoder
-                .logits(&hidden)?
-                .f_log_softmax(-1, tch::Kind::Float)?;
-            let targets = Tensor::f_from_slice(&tokens[scored_from..])?
-                .f_to_device(self.device)?
-                .f_view([-1, 1])?;
-            let picked = logprobs
-                .f_narrow(0, scored_from as i64 - 1, targets.size()[0])?
-                .f_gather(1, &targets, false)?
-                .f_view([-1])?
-                .f_to_device(Device::Cpu)?;
-            Vec::<f32>::try_from(&picked)
-        })();
-        if tokens.len() as i64 > max {
-            return Ok(f64::NEG_INFINITY);
-        }
-        Ok(logprobs
-            .map_err(torch_error)?
-            .iter()
-            .map(|&l| f64::from(l))
-            .sum())
-    }
-
     /// Drops words outside detected speech and repeated loops from the window's segments, and
     /// rewrites a segment's text (and the tokens that prompt the next window) from the words
     /// kept when any went.
@@ -656,118 +515,9 @@ fn seek_clips(clip_timestamps: &[(f64, f64)], content_frames: usize) -> Vec<(usi
         .collect()
 }
 
-/// One segment's tokens and its timestamps (seconds into the window).
-#[derive(Debug, PartialEq)]
-pub struct TokenPiece<'a> {
-    pub tokens: &'a [u32],
-    pub start: Option<f64>,
-    pub end: Option<f64>,
-}
-
-/// A window's tokens split into segments.
-#[derive(Debug, PartialEq)]
-pub struct TokenSplit<'a> {
-    pub pieces: Vec<TokenPiece<'a>>,
-    /// Where the next window starts, in mel frames from this one's start; `None`: after it.
-    pub seek_frames: Option<usize>,
-    pub single_timestamp_ending: bool,
-}
-
-/// `_split_segments_by_timestamps`' split of sampled tokens at consecutive timestamp tokens:
-/// an unfinished last segment is left for the next window, which starts at its timestamp.
-pub fn split_at_timestamps(tokens: &[u32], timestamp_begin: u32) -> TokenSplit<'_> {
-    let is_timestamp = |t: u32| t >= timestamp_begin;
-    let position = |t: u32| (t - timestamp_begin) as usize;
-    let seconds = |t: u32| position(t) as f64 * TIME_PRECISION;
-    let single_timestamp_ending = tokens.len() >= 2
-        && !is_timestamp(tokens[tokens.len() - 2])
-        && is_timestamp(tokens[tokens.len() - 1]);
-    let mut slices: Vec<usize> = (1..tokens.len())
-        .filter(|&i| is_timestamp(tokens[i - 1]) && is_timestamp(tokens[i]))
-        .collect();
-    if slices.is_empty() {
-        // No complete segment: the whole window is one, up to its last timestamp if any.
-        let last = tokens
-            .iter()
-            .rev()
-            .find(|&&t| is_timestamp(t))
-            .filter(|&&t| t != timestamp_begin);
-        return TokenSplit {
-            pieces: vec![TokenPiece {
-                tokens,
-                start: None,
-                end: last.map(|&t| seconds(t)),
-            }],
-            seek_frames: None,
-            single_timestamp_ending,
-        };
-    }
-    if single_timestamp_ending {
-        slices.push(tokens.len());
-    }
-    let mut pieces = Vec::new();
-    let mut last_slice = 0;
-    for &current in &slices {
-        let piece = &tokens[last_slice..current];
-        pieces.push(TokenPiece {
-            tokens: piece,
-            start: piece.first().map(|&t| seconds(t)),
-            end: piece.last().map(|&t| seconds(t)),
-        });
-        last_slice = current;
-    }
-    let seek_frames =
-        (!single_timestamp_ending).then(|| position(tokens[last_slice - 1]) * INPUT_STRIDE);
-    TokenSplit {
-        pieces,
-        seek_frames,
-        single_timestamp_ending,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const T: u32 = 50363;
-
-    #[test]
-    fn segments_split_at_timestamp_pairs() {
-        // <|0.00|> a <|1.00|><|1.00|> b <|2.40|>  → two segments, the window is used up.
-        let tokens = [T, 10, T + 50, T + 50, 11, T + 120];
-        let split = split_at_timestamps(&tokens, T);
-        assert_eq!(split.pieces.len(), 2);
-        assert_eq!(
-            (split.pieces[0].start, split.pieces[0].end),
-            (Some(0.0), Some(1.0))
-        );
-        assert_eq!(split.pieces[1].tokens, &[T + 50, 11, T + 120]);
-        assert!((split.pieces[1].end.unwrap() - 2.4).abs() < 1e-9);
-        assert_eq!(split.seek_frames, None);
-        assert!(split.single_timestamp_ending);
-    }
-
-    #[test]
-    fn an_unfinished_segment_is_left_for_the_next_window() {
-        // <|0.00|> a <|1.00|><|1.00|> b (cut off) → seek to 1.00 s = 100 frames.
-        let tokens = [T, 10, T + 50, T + 50, 11];
-        let split = split_at_timestamps(&tokens, T);
-        assert_eq!(split.pieces.len(), 1);
-        assert_eq!(split.seek_frames, Some(100));
-        assert!(!split.single_timestamp_ending);
-    }
-
-    #[test]
-    fn text_without_pairs_is_one_segment() {
-        let tokens = [T, 10, 11, T + 75];
-        let split = split_at_timestamps(&tokens, T);
-        assert_eq!(split.pieces.len(), 1);
-        assert_eq!(
-            (split.pieces[0].start, split.pieces[0].end),
-            (None, Some(1.5))
-        );
-        assert_eq!(split.seek_frames, None);
-    }
 
     #[test]
     fn clips_become_frames_within_the_audio() {
