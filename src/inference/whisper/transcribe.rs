@@ -224,27 +224,14 @@ impl Whisper {
                     self.split_segments_by_timestamps(&attempt, time_offset, segment_size, seek)?;
                 seek = next_seek;
                 if opts.word_timestamps && !current.is_empty() {
-                    let text_tokens: Vec<u32> = current
-                        .iter()
-                        .flat_map(|s| s.text_tokens(self.config.special_tokens.eot))
-                        .collect();
                     let sot_sequence = initial_tokens(&self.config, &opts.language, &[]);
-                    let alignment = find_alignment(
-                        &self.model.decoder,
-                        &self.config,
-                        &self.tokenizer,
+                    last_speech_timestamp = self.align_words(
+                        &mut current,
                         &features,
                         &sot_sequence,
-                        &text_tokens,
-                        segment_size,
-                    )?;
-                    last_speech_timestamp = add_word_timestamps(
-                        &mut current,
-                        alignment,
-                        self.config.special_tokens.eot,
-                        time_offset,
+                        (time_offset, segment_size),
                         last_speech_timestamp,
-                    );
+                    )?;
                     if !single_timestamp_ending {
                         let last_word_end = current.iter().rev().find_map(|s| s.words.last());
                         if let Some(word) = last_word_end.filter(|w| w.end > time_offset) {
@@ -278,6 +265,37 @@ impl Whisper {
             }
         }
         Ok(segments)
+    }
+
+    /// Word timestamps for the window's segments (`add_word_timestamps` after `find_alignment`
+    /// over the alignment heads, as openai-whisper's timing.py), the window being
+    /// `(time_offset seconds, segment_size mel frames)`; returns the new last speech timestamp.
+    fn align_words(
+        &self,
+        segments: &mut [AsrSegment],
+        features: &Tensor,
+        sot_sequence: &[u32],
+        (time_offset, segment_size): (f64, usize),
+        last_speech_timestamp: f64,
+    ) -> Result<f64, InferenceError> {
+        let eot = self.config.special_tokens.eot;
+        let text_tokens: Vec<u32> = segments.iter().flat_map(|s| s.text_tokens(eot)).collect();
+        let alignment = find_alignment(
+            &self.model.decoder,
+            &self.config,
+            &self.tokenizer,
+            features,
+            sot_sequence,
+            &text_tokens,
+            segment_size,
+        )?;
+        Ok(add_word_timestamps(
+            segments,
+            alignment,
+            eot,
+            time_offset,
+            last_speech_timestamp,
+        ))
     }
 
     fn initial_prompt_tokens(
