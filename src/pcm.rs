@@ -32,6 +32,9 @@ pub trait Samples {
     /// Appends the samples in `range` (which must lie within `0..len()`) to `out` as `f32`.
     fn extend_f32(&self, range: Range<usize>, out: &mut Vec<f32>);
 
+    /// Appends the samples in `range` to `out` as 16-bit PCM (as [`to_i16`] converts).
+    fn extend_i16(&self, range: Range<usize>, out: &mut Vec<i16>);
+
     /// Whether there are no samples.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -53,6 +56,10 @@ impl Samples for [f32] {
     fn extend_f32(&self, range: Range<usize>, out: &mut Vec<f32>) {
         out.extend_from_slice(&self[range]);
     }
+
+    fn extend_i16(&self, range: Range<usize>, out: &mut Vec<i16>) {
+        out.extend(self[range].iter().map(|&s| to_i16(s)));
+    }
 }
 
 impl Samples for [i16] {
@@ -62,6 +69,10 @@ impl Samples for [i16] {
 
     fn extend_f32(&self, range: Range<usize>, out: &mut Vec<f32>) {
         out.extend(self[range].iter().map(|&s| to_f32(s)));
+    }
+
+    fn extend_i16(&self, range: Range<usize>, out: &mut Vec<i16>) {
+        out.extend_from_slice(&self[range]);
     }
 }
 
@@ -75,6 +86,10 @@ where
 
     fn extend_f32(&self, range: Range<usize>, out: &mut Vec<f32>) {
         self.as_slice().extend_f32(range, out);
+    }
+
+    fn extend_i16(&self, range: Range<usize>, out: &mut Vec<i16>) {
+        self.as_slice().extend_i16(range, out);
     }
 }
 
@@ -162,6 +177,16 @@ mod tests {
         shorts.extend_from_f32(&floats);
         assert_eq!(Samples::len(&shorts), 100);
         assert_eq!(floats.to_f32(10..20), shorts.to_f32(10..20));
+        let mut again = Vec::new();
+        floats.extend_i16(10..20, &mut again);
+        assert_eq!(
+            again,
+            shorts[10..20],
+            "f32 read as 16-bit is what the sink holds"
+        );
+        again.clear();
+        shorts.extend_i16(10..20, &mut again);
+        assert_eq!(again, shorts[10..20]);
         shorts.extend_silence(5);
         assert_eq!(shorts.to_f32(100..105), vec![0.0; 5]);
         SampleSink::truncate(&mut shorts, 3);

@@ -122,7 +122,7 @@ fn encode_to(
     let mut block = Vec::with_capacity(FRAME_SAMPLES);
     for (index, from) in range.clone().step_by(FRAME_SAMPLES).enumerate() {
         block.clear();
-        samples.extend_f32(from..(from + FRAME_SAMPLES).min(range.end), &mut block);
+        samples.extend_i16(from..(from + FRAME_SAMPLES).min(range.end), &mut block);
         let frame = pcm_frame(&block, (index * FRAME_SAMPLES) as i64)
             .map_err(|err| fail("allocating a frame", err))?;
         muxer
@@ -161,7 +161,7 @@ fn open_pcm_encoder() -> Result<ffmpeg_next::encoder::Audio, ffmpeg_next::Error>
 }
 
 /// One packed s16 mono frame holding `block`, stamped at sample `pts`.
-fn pcm_frame(block: &[f32], pts: i64) -> Result<frame::Audio, ffmpeg_next::Error> {
+fn pcm_frame(block: &[i16], pts: i64) -> Result<frame::Audio, ffmpeg_next::Error> {
     let mut frame = frame::Audio::empty();
     // SAFETY: the fields are set before av_frame_get_buffer sizes the buffer from them.
     unsafe {
@@ -177,10 +177,10 @@ fn pcm_frame(block: &[f32], pts: i64) -> Result<frame::Audio, ffmpeg_next::Error
     }
     frame.set_pts(Some(pts));
     let bytes = frame.data_mut(0);
+    // f32 samples were scaled by 32768 (`pcm::to_i16`), as FFmpeg reads s16 back: a round
+    // trip only rounds, and 16-bit samples are written as they are held.
     for (sample, target) in block.iter().zip(bytes.chunks_exact_mut(2)) {
-        // FFmpeg reads s16 back as value / 32768, as `pcm::to_i16` scales: a round trip only
-        // rounds, and 16-bit samples come back as they were.
-        target.copy_from_slice(&crate::pcm::to_i16(*sample).to_le_bytes());
+        target.copy_from_slice(&sample.to_le_bytes());
     }
     Ok(frame)
 }
