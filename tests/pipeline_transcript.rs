@@ -156,6 +156,39 @@ fn numbered_sentences_all_come_back_in_order() {
     assert!(starts.last().copied().unwrap_or(0.0) <= recording.seconds());
 }
 
+/// One voice reads the same sentence 24 times, numbered ("Number N. The weather today is quite
+/// pleasant for a walk."): each window's text repeats itself, so every temperature's attempt is
+/// over the compression-ratio limit. The likeliest attempt is kept, as faster-whisper keeps it,
+/// so every occurrence comes back (the window was once dropped whole: 3 of 24 numbers heard).
+#[test]
+fn a_sentence_read_many_times_comes_back_every_time() {
+    const SENTENCE: &str = "The weather today is quite pleasant for a walk.";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lines: Vec<String> = (0..24)
+        .map(|i| format!("Number {}. {SENTENCE}", NUMBERS[i]))
+        .collect();
+    let parts: Vec<(usize, &str, f64)> = lines.iter().map(|l| (0, l.as_str(), 0.35)).collect();
+    let recording = conversation(0.3, &parts, 0.0);
+    let wav = dir.path().join("repeated.wav");
+    write_wav(&recording.samples, &wav);
+    let (result, _) = analyze(&wav);
+    let text = transcript(&result);
+    let heard = numbers_heard(&text);
+    let sentences = text.to_lowercase().matches("weather today").count();
+    eprintln!(
+        "{:.1} s: heard numbers {heard:?}, the sentence {sentences} times\n{text}",
+        recording.seconds()
+    );
+    // Every number, in order; a window's sampled text may say one sentence twice.
+    let mut distinct = heard.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (1..=24).collect::<Vec<_>>(), "{text}");
+    assert!(heard.len() <= 25, "{heard:?}");
+    assert!((24..=25).contains(&sentences), "{sentences} times: {text}");
+    let error_rate = wer(&lines.join(" "), &text);
+    assert!(error_rate <= 0.2, "WER {error_rate:.3}");
+}
+
 /// Stereo with one channel inverted (`sox remix 1 1v-1`, as some phone mics and cables make
 /// it): the plain average is silence; the pipeline hears the speech and says why.
 #[test]

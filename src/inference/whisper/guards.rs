@@ -1,8 +1,8 @@
 //! Every check that keeps Whisper from inventing text, in one place:
 //! - temperature fallback on the compression ratio and the average log-probability, and the
 //!   choice among the attempts when every temperature fails (faster-whisper's
-//!   `generate_with_fallback`); a window whose every attempt is too repetitive is judged
-//!   hallucinated and its words are dropped;
+//!   `generate_with_fallback`): the likeliest attempt that is not too repetitive, else the
+//!   likeliest of all (speech that repeats itself is kept; the loop check below cuts loops);
 //! - the no-speech skip (`transcribe.py`): likely silence, unless the text is confident;
 //! - words that fall outside detected speech are dropped (Whisper writes text into silence);
 //! - repeated n-gram loops ("kya kya kya kya", a sentence three times over) keep their first
@@ -49,17 +49,25 @@ pub fn needs_fallback(attempt: &Attempt, opts: &TranscriptionOptions) -> bool {
     (too_repetitive || too_unlikely) && !(silence && too_unlikely)
 }
 
-/// When every temperature failed: faster-whisper keeps the likeliest attempt among those that
-/// are not too repetitive. `None` when all of them are (the window is judged hallucinated).
+/// When every temperature failed, faster-whisper's choice (`generate_with_fallback`: `max(
+/// below_cr_threshold_results or all_results, key=avg_logprob)`): the likeliest attempt among
+/// those that are not too repetitive, or, when every one is, the likeliest of them all. Text
+/// that repeats itself is often what was said (one sentence read many times, "ok lah ok lah");
+/// what is a decoding loop is cut later, word by word, by [`without_loops`]. `None` only when
+/// there are no attempts.
 pub fn choose_after_fallback(
     attempts: Vec<Attempt>,
     opts: &TranscriptionOptions,
 ) -> Option<Attempt> {
     let limit = opts.compression_ratio_threshold.unwrap_or(f64::INFINITY);
-    attempts
+    let likeliest =
+        |a: &Attempt, b: &Attempt| a.result.avg_logprob.total_cmp(&b.result.avg_logprob);
+    let (below, above): (Vec<Attempt>, Vec<Attempt>) = attempts
         .into_iter()
-        .filter(|a| a.compression_ratio <= limit)
-        .max_by(|a, b| a.result.avg_logprob.total_cmp(&b.result.avg_logprob))
+        .partition(|a| a.compression_ratio <= limit);
+    if below.is_empty() { above } else { below }
+        .into_iter()
+        .max_by(likeliest)
 }
 
 /// The no-speech skip of `transcribe.py`: likely silence, unless the text is confident.
@@ -250,6 +258,37 @@ mod tests {
         ] {
             assert_eq!(kept(text), text);
         }
+    }
+
+    fn attempt(avg_logprob: f64, compression_ratio: f64) -> Attempt {
+        Attempt {
+            result: DecodingResult {
+                tokens: Vec::new(),
+                sum_logprob: avg_logprob,
+                avg_logprob,
+                no_speech_prob: 0.0,
+                temperature: 0.0,
+            },
+            text: String::new(),
+            compression_ratio,
+        }
+    }
+
+    #[test]
+    fn after_fallback_the_likeliest_attempt_below_the_ratio_limit_is_kept() {
+        let opts = TranscriptionOptions::default(); // ratio limit 2.4
+        let attempts = vec![attempt(-0.2, 3.0), attempt(-1.5, 2.0), attempt(-1.2, 2.3)];
+        let chosen = choose_after_fallback(attempts, &opts).unwrap();
+        assert_eq!(chosen.result.avg_logprob, -1.2);
+    }
+
+    #[test]
+    fn after_fallback_repetitive_text_is_kept_when_every_attempt_repeats_itself() {
+        let opts = TranscriptionOptions::default();
+        let attempts = vec![attempt(-0.9, 3.1), attempt(-0.3, 2.9), attempt(-1.4, 4.0)];
+        let chosen = choose_after_fallback(attempts, &opts).unwrap();
+        assert_eq!(chosen.result.avg_logprob, -0.3);
+        assert!(choose_after_fallback(Vec::new(), &opts).is_none());
     }
 
     #[test]

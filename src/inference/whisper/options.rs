@@ -25,7 +25,8 @@ pub struct TranscriptionOptions {
     /// A window whose no-speech probability is above this (and log-probability low) is silence.
     pub no_speech_threshold: Option<f64>,
     /// A text whose zlib compression ratio is above this (repetition) asks for the next
-    /// temperature; a window above it at every temperature is judged hallucinated and dropped.
+    /// temperature; when every temperature is above it, the likeliest attempt is kept (as
+    /// faster-whisper does) and loops in it are cut by the word guards.
     pub compression_ratio_threshold: Option<f64>,
     /// The text decoded so far is the next window's prompt (after <|startofprev|>).
     pub condition_on_previous_text: bool,

@@ -206,15 +206,7 @@ impl Whisper {
                     &[]
                 };
                 let initial = initial_tokens(&self.config, &opts.language, prompt);
-                let Some(attempt) = self.decode_with_fallback(&features, &initial, opts)? else {
-                    log::debug!(
-                        "whisper: the window at {time_offset:.2} s repeats itself at every \
-                         temperature; its text is dropped as hallucinated"
-                    );
-                    seek += segment_size;
-                    prompt_reset_since = all_tokens.len();
-                    continue;
-                };
+                let attempt = self.decode_with_fallback(&features, &initial, opts)?;
                 if guards::should_skip(&attempt.result, opts) {
                     seek += segment_size; // fast-forward to the next window
                     continue;
@@ -321,14 +313,14 @@ impl Whisper {
     }
 
     /// `generate_with_fallback` for one window: decoded at each temperature in turn until an
-    /// attempt passes the thresholds; when none does, faster-whisper's choice among them, or
-    /// `None` when every attempt is too repetitive (hallucinated).
+    /// attempt passes the thresholds; when none does, faster-whisper's choice among them
+    /// ([`guards::choose_after_fallback`]).
     fn decode_with_fallback(
         &mut self,
         features: &Tensor,
         initial: &[u32],
         opts: &TranscriptionOptions,
-    ) -> Result<Option<Attempt>, InferenceError> {
+    ) -> Result<Attempt, InferenceError> {
         let temperatures = if opts.temperatures.is_empty() {
             vec![0.0]
         } else {
@@ -354,17 +346,15 @@ impl Whisper {
                 attempt.result.no_speech_prob
             );
             if !guards::needs_fallback(&attempt, opts) {
-                return Ok(Some(attempt));
+                return Ok(attempt);
             }
             attempts.push(attempt);
         }
         let last = temperatures.last().copied().unwrap_or(0.0);
-        Ok(
-            guards::choose_after_fallback(attempts, opts).map(|mut chosen| {
-                chosen.result.temperature = last; // for the prompt reset, as faster-whisper does
-                chosen
-            }),
-        )
+        let mut chosen = guards::choose_after_fallback(attempts, opts)
+            .expect("at least one temperature was tried");
+        chosen.result.temperature = last; // for the prompt reset, as faster-whisper does
+        Ok(chosen)
     }
 
     /// One decoding of a window at `temperature`: a beam search at 0 when `opts.beam_size` > 1,
