@@ -4,6 +4,7 @@
 //! [`Candidate`] that needs evidence: the speech pipeline has the decoder score both spellings
 //! on the audio and keeps the likelier (see `inference::whisper::transcribe`).
 
+use super::particles::{elongated_particle, soundalike_at_clause_end};
 use super::words::{split_words, PhraseIndex};
 use super::TARGET_WORDS;
 
@@ -177,7 +178,8 @@ impl Corrector {
     }
 
     /// The recogniser spellings and the English-looking target words in `text`, left to right,
-    /// without overlaps (see [`Candidate`]).
+    /// without overlaps (see [`Candidate`]); a word no table spells is still a particle when it
+    /// is one stretched ("laaaa") or, at a clause end, one's English soundalike ("lunch law").
     pub fn candidates(&self, text: &str) -> Vec<Candidate> {
         let words = split_words(text);
         let mut found = Vec::new();
@@ -192,6 +194,16 @@ impl Corrector {
                     needs_evidence,
                 });
                 at += length;
+            } else if let Some(particle) = elongated_particle(&words[at].folded)
+                .or_else(|| soundalike_at_clause_end(text, &words, at))
+            {
+                // A particle by its spelling or its place (see `particles`).
+                found.push(Candidate {
+                    range: words[at].start..words[at].end,
+                    readings: vec![particle],
+                    needs_evidence: false,
+                });
+                at += 1;
             } else if let Some((english, length)) =
                 self.lookalikes.matches_at(text, &words, at).next()
             {
@@ -358,6 +370,27 @@ mod tests {
         assert_eq!(correct("pai seh"), "paiseh");
         assert_eq!(correct("steady pom pi pi lah"), "steady lah");
         assert_eq!(correct("jee ah lat"), "jialat");
+    }
+
+    #[test]
+    fn particles_the_recogniser_stretches_or_spells_as_english_are_particles_at_a_clause_end() {
+        // What tiny.en wrote for real Singapore speakers (issue K).
+        assert_eq!(correct("to be days to be laaaaa"), "to be days to be lah");
+        assert_eq!(
+            correct("we later can go eat lunch law"),
+            "we later can go eat lunch lor"
+        );
+        assert_eq!(correct("Like that lo. Ok, bye"), "Like that lor. Ok, bye");
+        assert_eq!(correct("Not bad le?"), "Not bad leh?");
+        // English keeps its words.
+        for english in [
+            "It is against the law.",
+            "The law firm was closed.",
+            "She studies law, and he does not.",
+            "Lo and behold, it worked.",
+        ] {
+            assert_eq!(correct(english), english);
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod corrections;
 mod count;
+mod particles;
 mod words;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,10 @@ pub use corrections::{
     apply, Candidate, Corrector, ENGLISH_LOOKALIKES, PHRASE_CORRECTIONS, WORD_CORRECTIONS,
 };
 pub use count::WordCounter;
+pub use particles::{
+    elongated_particle, particle_sites, CLAUSE_END_PARTICLES, CLAUSE_END_SOUNDALIKES,
+    INSERTED_PARTICLES, PARTICLE_PRIOR,
+};
 
 /// The groups the original app sorts its target words into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

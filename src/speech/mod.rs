@@ -26,7 +26,7 @@ use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions}
 use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
 use crate::pipeline::{Analysis, JobOptions, PipelineFactory, Progress, SessionPipeline};
 use crate::session::*;
-use crate::singlish::{Corrector, WordCounter};
+use crate::singlish::{particle_sites, Corrector, WordCounter, INSERTED_PARTICLES, PARTICLE_PRIOR};
 use crate::storage::StorageError;
 
 /// Longest window handed to Whisper: its 30 s, less a little so frame rounding never spills.
@@ -173,7 +173,7 @@ impl SpeechPipeline {
         let total = samples.len() as f64 / f64::from(SAMPLE_RATE);
         let corrector = &self.corrector;
         let corrections = |text: &str| -> Vec<Rewrite> {
-            corrector
+            let mut rewrites: Vec<Rewrite> = corrector
                 .candidates(text)
                 .into_iter()
                 .map(|c| Rewrite {
@@ -184,8 +184,17 @@ impl SpeechPipeline {
                         .collect(),
                     range: c.range,
                     needs_evidence: c.needs_evidence,
+                    prior: 0.0,
                 })
-                .collect()
+                .collect();
+            let taken: Vec<_> = rewrites.iter().map(|r| r.range.clone()).collect();
+            rewrites.extend(particle_sites(text, &taken).into_iter().map(|at| Rewrite {
+                range: at..at,
+                replacements: INSERTED_PARTICLES.iter().map(|p| format!(" {p}")).collect(),
+                needs_evidence: true,
+                prior: PARTICLE_PRIOR,
+            }));
+            rewrites
         };
         let segments = self.whisper.transcribe_with(
             samples,

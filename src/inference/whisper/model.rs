@@ -308,6 +308,32 @@ impl KvCache {
         Ok(())
     }
 
+    /// The cache as it was after its first `len` tokens, for `rows` rows that each continue
+    /// from there one token at a time (forced decoding of several endings of one text). The
+    /// audio's keys and values stay one row, shared as in the beam search.
+    pub fn prefix_for_rows(&self, len: i64, rows: i64) -> Result<KvCache, TchError> {
+        let mut self_attn = Vec::with_capacity(self.self_attn.len());
+        for entry in &self.self_attn {
+            self_attn.push(match entry {
+                Some((k, v)) => {
+                    let cut = |t: &Tensor| -> Result<Tensor, TchError> {
+                        t.f_narrow(2, 0, len)?.f_repeat([rows, 1, 1, 1])
+                    };
+                    Some((cut(k)?, cut(v)?))
+                }
+                None => None,
+            });
+        }
+        Ok(KvCache {
+            self_attn,
+            cross_attn: self
+                .cross_attn
+                .iter()
+                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
+                .collect(),
+        })
+    }
+
     /// Rows in the cache.
     pub fn rows(&self) -> i64 {
         self.cross_attn.first().map_or(0, |(k, _)| k.size()[0])
