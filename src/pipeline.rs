@@ -20,8 +20,12 @@ pub struct JobOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     pub results: SessionResults,
-    /// Wall seconds per stage, in order.
+    /// Wall seconds per stage, in order. Stages may run side by side (diarizing and
+    /// transcribing do where there are two cores), so they can add up to more than
+    /// `wall_seconds`.
     pub stage_seconds: Vec<(Stage, f64)>,
+    /// Wall seconds of the whole analysis.
+    pub wall_seconds: f64,
 }
 
 /// Reports a stage's progress in percent (0–100).

@@ -8,6 +8,7 @@
 
 pub mod assign;
 pub mod report;
+mod transcriber;
 pub mod windows;
 
 pub use report::analyze_files;
@@ -22,12 +23,13 @@ use crate::audio::{self, AudioError, AudioOptions, SAMPLE_RATE};
 use crate::config::Config;
 use crate::error::JobError;
 use crate::inference::diarize::{Diarization, DiarizeOptions, Diarizer, SpeakerTurn};
-use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions};
-use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
+use crate::inference::vad::{SileroVad, SpeechRegion};
+use crate::inference::whisper::{TranscriptionOptions, Whisper};
 use crate::pipeline::{Analysis, JobOptions, PipelineFactory, Progress, SessionPipeline};
 use crate::session::*;
-use crate::singlish::{particle_sites, Corrector, WordCounter, INSERTED_PARTICLES, PARTICLE_PRIOR};
+use crate::singlish::{Corrector, WordCounter};
 use crate::storage::StorageError;
+use transcriber::{Heard, Transcriber};
 
 /// Longest window handed to Whisper: its 30 s, less a little so frame rounding never spills.
 const WINDOW_SECONDS: f64 = 29.5;
@@ -57,11 +59,9 @@ pub const SINGLISH_PROMPT: &str = "Walao eh, so shiok lah! Aiyo, paiseh, I kena 
 pub struct SpeechPipeline {
     device: Device,
     audio: AudioOptions,
-    vad: SileroVad,
     diarizer: Diarizer,
-    whisper: Whisper,
-    corrector: Corrector,
-    transcription: TranscriptionOptions,
+    /// VAD and Whisper: the branch that runs beside the diarizer.
+    transcriber: Transcriber,
     /// Where processed files go (and chunks come from): the configured object store.
     store: Arc<crate::storage::Store>,
     /// The last analysed session, for its sample clips and `analyze`'s report.
@@ -116,14 +116,16 @@ impl SpeechPipeline {
                 store: Some(store.clone()),
                 ..crate::commands::audio_options(config)
             },
-            vad,
             diarizer,
-            whisper,
-            corrector: Corrector::new(),
-            transcription: TranscriptionOptions {
-                initial_prompt: prompt,
-                beam_size: config.beam_size,
-                ..TranscriptionOptions::default()
+            transcriber: Transcriber {
+                vad,
+                whisper,
+                corrector: Corrector::new(),
+                transcription: TranscriptionOptions {
+                    initial_prompt: prompt,
+                    beam_size: config.beam_size,
+                    ..TranscriptionOptions::default()
+                },
             },
             store,
             last: None,
@@ -134,81 +136,82 @@ impl SpeechPipeline {
     pub fn last_session(&self) -> Option<&LastSession> {
         self.last.as_ref()
     }
+}
 
-    /// Who spoke when, with speakers bounded as asked.
-    fn diarize(&mut self, samples: &[i16], options: &JobOptions) -> Result<Diarization, JobError> {
-        let opts = DiarizeOptions {
-            min_speakers: options.min_speakers,
-            max_speakers: options.max_speakers,
-            ..DiarizeOptions::default()
-        };
-        Ok(self.diarizer.diarize(samples, &opts)?)
+/// Who spoke when, with speakers bounded as asked.
+fn diarize(
+    diarizer: &mut Diarizer,
+    samples: &[i16],
+    options: &JobOptions,
+) -> Result<Diarization, JobError> {
+    let opts = DiarizeOptions {
+        min_speakers: options.min_speakers,
+        max_speakers: options.max_speakers,
+        ..DiarizeOptions::default()
+    };
+    Ok(diarizer.diarize(samples, &opts)?)
+}
+
+/// A branch's result and its wall seconds.
+type Timed<T> = (Result<T, JobError>, f64);
+
+/// Runs the diarization and the transcription of `samples`, which need nothing of each other:
+/// side by side on two threads when the machine has two cores or more (libtorch's intra-op
+/// threads, `--torch-threads`, are split between them, at least one each: more threads than
+/// cores make libtorch's barriers wait for descheduled peers), else one after the other. The
+/// transcription runs on the calling thread, which reports its progress.
+fn diarize_and_transcribe(
+    diarizer: &mut Diarizer,
+    transcriber: &mut Transcriber,
+    samples: &[i16],
+    options: &JobOptions,
+    progress: Progress,
+) -> (Timed<Diarization>, Timed<Heard>) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 {
+        let began = Instant::now();
+        let diarized = diarize(diarizer, samples, options);
+        let diarize_seconds = began.elapsed().as_secs_f64();
+        let began = Instant::now();
+        let heard = transcriber.hear(samples, progress);
+        return (
+            (diarized, diarize_seconds),
+            (heard, began.elapsed().as_secs_f64()),
+        );
     }
-
-    /// Speech regions (Silero VAD) and the windows Whisper decodes, cut at pauses.
-    fn plan_windows(
-        &mut self,
-        samples: &[i16],
-    ) -> Result<(Vec<SpeechRegion>, Vec<Window>), JobError> {
-        let probabilities = self.vad.frame_probabilities(samples)?;
-        let speech = speech_regions(&probabilities, samples.len(), &VadOptions::default());
-        let windows = windows::plan(&speech, &probabilities, WINDOW_SECONDS);
-        Ok((speech, windows))
-    }
-
-    /// Every word said, in time order, with session times; the Singlish corrections are made
-    /// here, word by word, where the audio is at hand to judge them.
-    fn transcribe(
-        &mut self,
-        samples: &[i16],
-        speech: &[SpeechRegion],
-        windows: &[(f64, f64)],
-        progress: Progress,
-    ) -> Result<Vec<Word>, JobError> {
-        let opts = TranscriptionOptions {
-            clip_timestamps: windows.to_vec(),
-            speech_regions: speech.iter().map(|r| (r.start, r.end)).collect(),
-            ..self.transcription.clone()
-        };
-        let total = samples.len() as f64 / f64::from(SAMPLE_RATE);
-        let corrector = &self.corrector;
-        let corrections = |text: &str| -> Vec<Rewrite> {
-            let mut rewrites: Vec<Rewrite> = corrector
-                .candidates(text)
-                .into_iter()
-                .map(|c| Rewrite {
-                    replacements: c
-                        .readings
-                        .iter()
-                        .map(|r| same_case(&text[c.range.clone()], r))
-                        .collect(),
-                    range: c.range,
-                    needs_evidence: c.needs_evidence,
-                    prior: 0.0,
-                })
-                .collect();
-            let taken: Vec<_> = rewrites.iter().map(|r| r.range.clone()).collect();
-            rewrites.extend(particle_sites(text, &taken).into_iter().map(|at| Rewrite {
-                range: at..at,
-                replacements: INSERTED_PARTICLES.iter().map(|p| format!(" {p}")).collect(),
-                needs_evidence: true,
-                prior: PARTICLE_PRIOR,
-            }));
-            rewrites
-        };
-        let segments = self.whisper.transcribe_with(
-            samples,
-            &opts,
-            &mut |seconds| {
-                progress(
-                    Stage::Transcribing,
-                    (100.0 * seconds / total.max(1e-9)).min(100.0) as u8,
+    let threads = (tch::get_num_threads().max(2) / 2) as i32;
+    std::thread::scope(|scope| {
+        let diarization = std::thread::Builder::new()
+            .name("diarization".into())
+            .spawn_scoped(scope, || {
+                // libtorch's OpenMP thread count is this thread's own.
+                tch::set_num_threads(threads);
+                let began = Instant::now();
+                (
+                    diarize(diarizer, samples, options),
+                    began.elapsed().as_secs_f64(),
                 )
-            },
-            &corrections,
-        )?;
-        Ok(segments.into_iter().flat_map(|s| s.words).collect())
-    }
+            });
+        let previous = tch::get_num_threads();
+        tch::set_num_threads(threads);
+        let began = Instant::now();
+        let heard = transcriber.hear(samples, progress);
+        let heard = (heard, began.elapsed().as_secs_f64());
+        tch::set_num_threads(previous);
+        let diarized = match diarization {
+            // A panic there is the Processor's to handle, as one on its own thread would be.
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => (
+                Err(JobError::transient(format!(
+                    "cannot start the diarization thread: {e}"
+                ))),
+                0.0,
+            ),
+        };
+        (diarized, heard)
+    })
 }
 
 impl SessionPipeline for SpeechPipeline {
@@ -218,12 +221,8 @@ impl SessionPipeline for SpeechPipeline {
         options: &JobOptions,
         progress: Progress,
     ) -> Result<Analysis, JobError> {
+        let began = Instant::now();
         let mut stage_seconds = Vec::new();
-        let mut clock = Instant::now();
-        let mut lap = |stage: Stage, stages: &mut Vec<(Stage, f64)>| {
-            stages.push((stage, clock.elapsed().as_secs_f64()));
-            clock = Instant::now();
-        };
         self.last = None; // the previous session's audio goes before this one's is decoded
 
         progress(Stage::Concatenating, 0);
@@ -237,22 +236,30 @@ impl SessionPipeline for SpeechPipeline {
             input.chunks.len()
         );
         progress(Stage::Concatenating, 100);
-        lap(Stage::Concatenating, &mut stage_seconds);
+        stage_seconds.push((Stage::Concatenating, began.elapsed().as_secs_f64()));
 
+        // Diarization and transcription side by side: each stage's own seconds are kept;
+        // `wall_seconds` counts the time they shared once.
         progress(Stage::Diarizing, 0);
-        let diarization = self.diarize(&samples, options)?;
-        progress(Stage::Diarizing, 100);
-        lap(Stage::Diarizing, &mut stage_seconds);
-
-        progress(Stage::Transcribing, 0);
-        let (speech, windows) = self.plan_windows(&samples)?;
-        log::debug!(
-            "{} speech regions ({:.1} s) in {} windows",
-            speech.len(),
-            speech.iter().map(SpeechRegion::duration).sum::<f64>(),
-            windows.len()
+        let ((diarization, diarize_seconds), (heard, transcribe_seconds)) = diarize_and_transcribe(
+            &mut self.diarizer,
+            &mut self.transcriber,
+            &samples,
+            options,
+            progress,
         );
-        let words = self.transcribe(&samples, &speech, &windows, progress)?;
+        let diarization = diarization?;
+        let Heard {
+            speech,
+            windows,
+            words,
+        } = heard?;
+        log::debug!(
+            "diarization {diarize_seconds:.2} s and transcription {transcribe_seconds:.2} s, \
+             side by side"
+        );
+        progress(Stage::Diarizing, 100);
+        stage_seconds.push((Stage::Diarizing, diarize_seconds));
         let words = assign::assign(words, &diarization);
         let segments: Vec<TranscriptSegment> = assign::runs(&words)
             .into_iter()
@@ -265,7 +272,7 @@ impl SessionPipeline for SpeechPipeline {
             })
             .collect();
         progress(Stage::Transcribing, 100);
-        lap(Stage::Transcribing, &mut stage_seconds);
+        stage_seconds.push((Stage::Transcribing, transcribe_seconds));
 
         let speakers = speaker_results(
             &diarization.turns,
@@ -292,6 +299,7 @@ impl SessionPipeline for SpeechPipeline {
                 segments,
             },
             stage_seconds,
+            wall_seconds: began.elapsed().as_secs_f64(),
         })
     }
 

@@ -132,6 +132,7 @@ fn as_json(analysis: &Analysis, last: Option<&LastSession>) -> serde_json::Value
             "label": s.label, "turns": s.segment_count, "talk_seconds": s.total_duration_seconds, "word_counts": s.word_counts
         })).collect::<Vec<_>>(),
         "stage_seconds": analysis.stage_seconds.iter().map(|(stage, t)| json!({"stage": stage.name(), "seconds": t})).collect::<Vec<_>>(),
+        "wall_seconds": analysis.wall_seconds,
     })
 }
 

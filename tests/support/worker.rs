@@ -152,6 +152,7 @@ impl SessionPipeline for ScriptedPipeline {
                 }],
             },
             stage_seconds: vec![],
+            wall_seconds: 0.0,
         })
     }
 
