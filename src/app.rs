@@ -352,9 +352,10 @@ fn pipeline_signature(config: &Config) -> String {
         &config.public_url_base,
     );
     format!(
-        "{}|{}|{}|{manifest:?}|{store:?}",
+        "{}|{}|{}|{}|{manifest:?}|{store:?}",
         config.models_dir.display(),
         config.whisper_model,
+        config.whisper_projection,
         config.device
     )
 }

@@ -231,6 +231,18 @@ pub struct Config {
     )]
     pub whisper_model: String,
 
+    /// Number format of Whisper's vocabulary projection on the CPU: `int8` (dynamically
+    /// quantized, through models/int8_linear.pt; half a decoding step's time saved) or `f32`
+    /// (the reference's numbers).
+    #[arg(
+        long,
+        env = "LAHSTATS_WHISPER_PROJECTION",
+        default_value = "int8",
+        value_parser = ["int8", "f32"],
+        global = true
+    )]
+    pub whisper_projection: String,
+
     /// Text put before the first window's prompt to bias Whisper's spellings (e.g.
     /// `speech::SINGLISH_PROMPT`); none by default, as measured on real recordings.
     #[arg(long, env = "LAHSTATS_INITIAL_PROMPT", global = true)]

@@ -202,3 +202,37 @@ fn a_seventy_second_recording_is_transcribed_window_by_window() {
     );
     assert!(error_rate <= 0.15, "WER {error_rate:.3} above 15 %");
 }
+
+/// The int8 vocabulary projection (models/int8_linear.pt) hears the passages as f32 does: the
+/// same words, or within a word or two where a near tie between two tokens flips.
+#[test]
+fn the_int8_projection_hears_what_f32_hears() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (samples, spans) = passages_with_pauses(1.0, dir.path());
+    let opts = TranscriptionOptions {
+        clip_timestamps: spans.iter().map(|&(s, e)| (s - 0.2, e + 0.2)).collect(),
+        ..TranscriptionOptions::default()
+    };
+    let text = |whisper: &mut Whisper| -> String {
+        let segments = whisper.transcribe(&samples, &opts).expect("transcribes");
+        segments.iter().map(|s| s.text.as_str()).collect()
+    };
+    let f32_text = text(&mut load());
+    let mut int8 = load();
+    let helper = whisper_model_dir().parent().unwrap().join("int8_linear.pt");
+    assert!(
+        int8.quantize_projection(&helper)
+            .expect("the int8 helper loads"),
+        "int8 applies on the CPU"
+    );
+    let int8_text = text(&mut int8);
+    eprintln!("f32:  {f32_text}\nint8: {int8_text}");
+    let words = f32_text.split_whitespace().count();
+    let difference = wer(&f32_text, &int8_text);
+    assert!(
+        difference * words as f64 <= 2.0,
+        "int8 differs from f32 in {:.1} of {words} words",
+        difference * words as f64
+    );
+    assert!(wer(&PASSAGES.join(" "), &int8_text) <= 0.15);
+}

@@ -306,7 +306,8 @@ mod tests {
         let after: Vec<&str> = sites.iter().map(|&at| &text[at - 3..at]).collect();
         assert_eq!(after, ["ter", "Can"]);
         // A stretch another correction rewrites gets no site.
-        let taken = [text.find("later").unwrap()..text.find("later").unwrap() + 5];
+        let later = text.find("later").unwrap();
+        let taken: Vec<std::ops::Range<usize>> = std::iter::once(later..later + 5).collect();
         assert_eq!(particle_sites(text, &taken).len(), 1);
         assert!(particle_sites("", &[]).is_empty());
         assert_eq!(particle_sites(" and then the", &[]).len(), 1);

@@ -97,7 +97,10 @@ impl SpeechPipeline {
         );
         let vad = SileroVad::load(&config.models_dir, device)?;
         let diarizer = Diarizer::load(&config.models_dir, device)?;
-        let whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
+        let mut whisper = Whisper::load(&config.models_dir.join(&config.whisper_model), device)?;
+        if config.whisper_projection == "int8" {
+            quantize_projection(&mut whisper, &config.models_dir)?;
+        }
         // No initial prompt unless the operator gives one (see SINGLISH_PROMPT for why).
         let prompt = config
             .initial_prompt
@@ -136,6 +139,32 @@ impl SpeechPipeline {
     pub fn last_session(&self) -> Option<&LastSession> {
         self.last.as_ref()
     }
+}
+
+/// The TorchScript helper of Whisper's int8 vocabulary projection, in the models directory.
+const INT8_HELPER: &str = "int8_linear.pt";
+
+/// Has `whisper` project onto its vocabulary in int8 (see `Whisper::quantize_projection`); a
+/// models directory made before the helper existed keeps f32, and says so.
+fn quantize_projection(
+    whisper: &mut Whisper,
+    models_dir: &std::path::Path,
+) -> Result<(), JobError> {
+    let helper = models_dir.join(INT8_HELPER);
+    if !helper.exists() {
+        log::warn!(
+            "{} is missing: Whisper's vocabulary projection stays f32 (run scripts/prepare-models)",
+            helper.display()
+        );
+        return Ok(());
+    }
+    if whisper.quantize_projection(&helper)? {
+        log::debug!(
+            "whisper: vocabulary projection in int8 ({})",
+            helper.display()
+        );
+    }
+    Ok(())
 }
 
 /// Who spoke when, with speakers bounded as asked.

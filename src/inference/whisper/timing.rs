@@ -153,7 +153,7 @@ pub fn find_alignment(
     // The probability of each text token, for the words' probabilities.
     let sot_len = sot_sequence.len() as i64;
     let logits = decoder
-        .logits(&hidden.f_select(0, 0).map_err(torch)?)
+        .exact_logits(&hidden.f_select(0, 0).map_err(torch)?)
         .map_err(torch)?;
     let sampled = logits
         .f_narrow(0, sot_len, text_tokens.len() as i64)

@@ -133,6 +133,15 @@ impl Whisper {
         })
     }
 
+    /// Decodes with the vocabulary projection in int8 (see `model::Int8Projection`), quantized
+    /// by the TorchScript helper at `helper_path`; whether it applies (f32 on the CPU).
+    pub fn quantize_projection(&mut self, helper_path: &Path) -> Result<bool, InferenceError> {
+        let first_special = i64::from(self.config.special_tokens.eot);
+        self.model
+            .decoder
+            .quantize_projection(helper_path, first_special)
+    }
+
     /// The tokenizer of the model.
     pub fn tokenizer(&self) -> &WhisperTokenizer {
         &self.tokenizer

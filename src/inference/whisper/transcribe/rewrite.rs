@@ -202,7 +202,7 @@ impl Whisper {
             }
         }
         // Back to front, so an earlier insertion's byte offset in its word still holds.
-        accepted.sort_by(|a, b| b.0.cmp(&a.0));
+        accepted.sort_by_key(|a| std::cmp::Reverse(a.0));
         Ok(accepted)
     }
 
@@ -234,7 +234,7 @@ impl Whisper {
             let logprobs = self
                 .model
                 .decoder
-                .logits(&hidden)?
+                .exact_logits(&hidden)?
                 .f_log_softmax(-1, tch::Kind::Float)?;
             let targets = Tensor::f_from_slice(&tokens[scored_from..])?
                 .f_to_device(self.device)?
@@ -300,7 +300,7 @@ impl ForcedText {
         whisper
             .model
             .decoder
-            .logits(&hidden)?
+            .exact_logits(&hidden)?
             .f_log_softmax(-1, tch::Kind::Float)?
             .f_to_device(Device::Cpu)
     }
@@ -372,7 +372,7 @@ impl ForcedText {
             let logprobs = whisper
                 .model
                 .decoder
-                .logits(&hidden)?
+                .exact_logits(&hidden)?
                 .f_log_softmax(-1, tch::Kind::Float)?
                 .f_to_device(Device::Cpu)?;
             for (row, (&i, sequence)) in rows.iter().zip(&sequences).enumerate() {
