@@ -181,13 +181,21 @@ fn diarize(
     Ok(diarizer.diarize(samples, &opts)?)
 }
 
+/// Longest session whose diarization and transcription run side by side. Their working memory
+/// adds up when they do: on a 2-hour recording the peak (max RSS) was 1.21 GB side by side
+/// against 0.95 GB one after the other, past the 1 GB a worker is given; on 1 hour, side by
+/// side, 0.93 GB (scripts/bench's conversation repeated). Longer sessions, rare for a group
+/// conversation, run one after the other.
+const SIDE_BY_SIDE_MAX_SECONDS: f64 = 3600.0;
+
 /// A branch's result and its wall seconds.
 type Timed<T> = (Result<T, JobError>, f64);
 
 /// Runs the diarization and the transcription of `samples`, which need nothing of each other:
 /// side by side on two threads when the machine has two cores or more (libtorch's intra-op
 /// threads, `--torch-threads`, are split between them, at least one each: more threads than
-/// cores make libtorch's barriers wait for descheduled peers), else one after the other. The
+/// cores make libtorch's barriers wait for descheduled peers) and the session is at most
+/// [`SIDE_BY_SIDE_MAX_SECONDS`] long, else one after the other. The
 /// transcription runs on the calling thread, which reports its progress.
 fn diarize_and_transcribe(
     diarizer: &mut Diarizer,
@@ -197,7 +205,8 @@ fn diarize_and_transcribe(
     progress: Progress,
 ) -> (Timed<Diarization>, Timed<Heard>) {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if cores < 2 {
+    let seconds = samples.len() as f64 / f64::from(SAMPLE_RATE);
+    if cores < 2 || seconds > SIDE_BY_SIDE_MAX_SECONDS {
         let began = Instant::now();
         let diarized = diarize(diarizer, samples, options);
         let diarize_seconds = began.elapsed().as_secs_f64();
