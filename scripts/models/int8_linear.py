@@ -15,10 +15,15 @@ Usage: int8_linear.py --out models   (prints one line: a JSON list of manifest e
 import argparse
 import hashlib
 import json
+import warnings
 from importlib import metadata
 from pathlib import Path
 
 import torch
+
+# torch 2.13 marks eager quantized tensors deprecated (in favour of torchao); the FBGEMM ops this
+# helper calls are the ones quantize_dynamic uses, present in the pinned torch.
+warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
 
 NAME = "int8_linear"
 OUT_FILE = "int8_linear.pt"
