@@ -23,6 +23,7 @@ use crate::settle::{self, RetryPolicy, Settler};
 use crate::stats::reporter::{self as stats, StatsReporter};
 use crate::stats::socket::StatsSocket;
 use crate::supervise::{guard_async, Handover, InjectPanic};
+use crate::watcher::{ChunkWatcher, StopWatching};
 
 /// Jobs one Processor thread holds at once.
 const PROCESSOR_CAPACITY: usize = 1;
@@ -36,6 +37,8 @@ pub struct Workers {
     pub processor: Addr<Processor>,
     pub settler: Addr<Settler>,
     pub stats: Addr<StatsReporter>,
+    /// Asks the Processor to prepare recording sessions; `None` with `--prepare-interval 0s`.
+    pub watcher: Option<Addr<ChunkWatcher>>,
 }
 
 /// How to reload: read the configuration again, and build a pipeline for it.
@@ -218,6 +221,9 @@ impl Supervisor {
         self.draining_since = Some(Instant::now());
         let workers = self.workers.clone();
         let drain_timeout = self.config.drain_timeout;
+        if let Some(watcher) = &workers.watcher {
+            watcher.do_send(StopWatching);
+        }
         actix::spawn(async move {
             drain(&workers, drain_timeout).await;
             // Job ends still pending get a last chance; whatever is still in hand then (the
@@ -473,11 +479,16 @@ fn start_workers(
             )
         })
     };
+    let watcher = (!config.prepare_interval.is_zero()).then(|| {
+        let (processor, every) = (processor.clone().recipient(), config.prepare_interval);
+        actix::Supervisor::start(move |_| ChunkWatcher::new(processor.clone(), every))
+    });
     Workers {
         listener,
         processor,
         settler,
         stats,
+        watcher,
     }
 }
 

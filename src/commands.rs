@@ -198,30 +198,52 @@ pub fn submit(
     files: &[PathBuf],
     session_id: Option<uuid::Uuid>,
     wait: bool,
+    record: Option<Duration>,
 ) -> Result<u8, String> {
     let session_id = session_id.unwrap_or_else(uuid::Uuid::new_v4);
     let store = crate::storage::Store::from_config(config).map_err(|e| e.to_string())?;
-    let mut chunks = Vec::new();
-    for (number, file) in files.iter().enumerate() {
-        // Absolute, so a relative name is not taken for a key in the store.
-        let local = std::path::absolute(file).unwrap_or_else(|_| file.clone());
-        let duration =
-            crate::audio::probe_duration(&local.to_string_lossy(), &audio_options(config)).ok();
-        let stored = store_chunk(&store, session_id, number, file)?;
-        chunks.push((number as i32, stored, duration));
-    }
     let pool = crate::db::connect(&config.database_url).map_err(|e| e.to_string())?;
     crate::db::run_migrations(&pool).map_err(|e| e.to_string())?;
     let mut conn = pool
         .get()
         .map_err(|e| format!("database unavailable: {e}"))?;
-    crate::db::queries::register_session(&mut conn, session_id, uuid::Uuid::nil(), &chunks)
-        .map_err(|e| e.to_string())?;
+    let upload = |number: usize, file: &PathBuf| -> Result<(i32, String, Option<f64>), String> {
+        // Absolute, so a relative name is not taken for a key in the store.
+        let local = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+        let duration =
+            crate::audio::probe_duration(&local.to_string_lossy(), &audio_options(config)).ok();
+        let stored = store_chunk(&store, session_id, number, file)?;
+        Ok((number as i32, stored, duration))
+    };
+    if let Some(interval) = record {
+        use crate::db::queries;
+        queries::start_recording(&mut conn, session_id, uuid::Uuid::nil())
+            .map_err(|e| e.to_string())?;
+        println!("{session_id}");
+        for (number, file) in files.iter().enumerate() {
+            if number > 0 {
+                std::thread::sleep(interval);
+            }
+            let (number, stored, duration) = upload(number, file)?;
+            queries::add_chunk(&mut conn, session_id, number, &stored, duration)
+                .map_err(|e| e.to_string())?;
+            eprintln!("chunk {number} uploaded while recording");
+        }
+        queries::end_recording(&mut conn, session_id).map_err(|e| e.to_string())?;
+    } else {
+        let chunks = files
+            .iter()
+            .enumerate()
+            .map(|(number, file)| upload(number, file))
+            .collect::<Result<Vec<_>, String>>()?;
+        crate::db::queries::register_session(&mut conn, session_id, uuid::Uuid::nil(), &chunks)
+            .map_err(|e| e.to_string())?;
+        println!("{session_id}");
+    }
     let mut queue = RedisQueue::new(&config.redis_url, Keys::from_config(config));
     queue
         .enqueue(&crate::job::JobPayload::new(session_id).to_json())
         .map_err(|e| e.to_string())?;
-    println!("{session_id}");
     if wait {
         return follow(&mut conn, session_id);
     }

@@ -214,6 +214,17 @@ pub struct Config {
     )]
     pub stats_interval: Duration,
 
+    /// How often sessions still recording are checked for new chunks, which are analysed as
+    /// they arrive so a job has little left to do (0s: not before the job).
+    #[arg(
+        long,
+        env = "LAHSTATS_PREPARE_INTERVAL",
+        default_value = "5s",
+        value_parser = parse_duration,
+        global = true
+    )]
+    pub prepare_interval: Duration,
+
     /// Fewest speakers to look for (default: estimated from the audio).
     #[arg(long, env = "LAHSTATS_MIN_SPEAKERS", global = true)]
     pub min_speakers: Option<usize>,

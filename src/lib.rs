@@ -24,6 +24,7 @@ pub mod stats;
 pub mod storage;
 pub mod supervise;
 pub mod tls;
+pub mod watcher;
 
 /// The worker's version, as Cargo knows it.
 pub fn version() -> &'static str {

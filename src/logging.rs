@@ -51,6 +51,14 @@ pub fn banner(config: &Config, device: &str) {
     log::info!("🗄️  Database: {}", mask_url(&config.database_url));
     log::info!("🧠 Models: {} on {device}", config.models_dir.display());
     log::info!("📁 Storage: {}", crate::storage::describe_config(config));
+    if config.prepare_interval.is_zero() {
+        log::info!("🎙️  Sessions still recording: left until their job");
+    } else {
+        log::info!(
+            "🎙️  Sessions still recording: new chunks taken in every {}",
+            humantime::format_duration(config.prepare_interval)
+        );
+    }
     log::info!("🔧 Stats socket: {}", config.socket.display());
     log::info!("{rule}");
 }

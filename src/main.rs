@@ -39,7 +39,8 @@ fn dispatch(cli: Cli) -> Result<u8, String> {
             files,
             session_id,
             wait,
-        } => lahstats_worker::commands::submit(&config, &files, session_id, wait),
+            record,
+        } => lahstats_worker::commands::submit(&config, &files, session_id, wait, record),
         Command::Stats { json, prometheus } => {
             lahstats_worker::commands::stats(&config, json, prometheus)
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::JobError;
-use crate::session::{SessionInput, SessionResults, SpeakerSample, Stage};
+use crate::session::{PreparedStep, SessionInput, SessionResults, SpeakerSample, Stage};
 
 /// Per-job settings that come from configuration and the job payload.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +54,47 @@ pub trait SessionPipeline {
 
     /// What the pipeline runs on, for the banner and stats ("cpu", "cuda:0").
     fn device(&self) -> String;
+
+    /// Takes in the next chunk of a session that is still recording (`input.chunks`, in
+    /// recording order; `input.prepared` is not read) and keeps what that step added in
+    /// `store`: the analysis the job's [`SessionPipeline::analyze`] then resumes from
+    /// `input.prepared`. One chunk per call, so a job never waits long behind it.
+    fn prepare(
+        &mut self,
+        input: &SessionInput,
+        store: &mut dyn PreparedStore,
+    ) -> Result<Prepared, JobError> {
+        let _ = (input, store);
+        Ok(Prepared::Nothing)
+    }
+
+    /// Forgets the prepared sessions held in memory other than `recording`.
+    fn retain_prepared(&mut self, recording: &[uuid::Uuid]) {
+        let _ = recording;
+    }
+}
+
+/// What one [`SessionPipeline::prepare`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// Every chunk is taken in (or the pipeline does not prepare).
+    Nothing,
+    /// Took in chunk `chunk_number` as step `step`; more chunks may be waiting.
+    Step { step: i32, chunk_number: i32 },
+    /// Another worker kept that step first: this one keeps nothing of the session.
+    TakenElsewhere,
+    /// The chunk cannot be decoded yet (still uploading, or broken); the job will decide.
+    Waiting(String),
+}
+
+/// Where [`SessionPipeline::prepare`] finds and keeps a session's steps (`prepared_steps`).
+pub trait PreparedStore {
+    /// The kept steps in order; `state` left empty unless `states`.
+    fn steps(&mut self, states: bool) -> Result<Vec<PreparedStep>, JobError>;
+    /// Keeps a step; `false` when that step is kept already (by another worker).
+    fn keep(&mut self, step: PreparedStep) -> Result<bool, JobError>;
+    /// Forgets the steps from `from` on (their chunks are no longer the session's).
+    fn forget_from(&mut self, from: i32) -> Result<(), JobError>;
 }
 
 /// Builds a pipeline: called at start, whenever the Processor is restarted, and on SIGHUP.

@@ -13,8 +13,10 @@ use crate::db::queries::{self, Begin};
 use crate::db::{DbError, DbPool};
 use crate::error::JobError;
 use crate::job::{Completed, JobPayload, Outcome, Process, Settle, Taken};
-use crate::pipeline::{Analysis, JobOptions, PipelineFactory, PipelineState, SessionPipeline};
-use crate::session::{SessionInput, SpeakerSample, Stage};
+use crate::pipeline::{
+    Analysis, JobOptions, PipelineFactory, PipelineState, Prepared, PreparedStore, SessionPipeline,
+};
+use crate::session::{PreparedStep, SessionInput, SpeakerSample, Stage};
 use crate::stats::JobSummary;
 use crate::supervise::{guard, panic_message, InjectPanic};
 
@@ -87,6 +89,12 @@ pub struct Reload {
     pub settings: ProcessorSettings,
 }
 
+/// Take in the next chunk of a session that is still recording (see `speech::incremental`),
+/// if there is one. Answers whether there may be more to take in now.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Prepare;
+
 // ---- handlers ----
 
 impl Handler<Process> for Processor {
@@ -103,6 +111,14 @@ impl Handler<Process> for Processor {
             outcome,
             reply_to,
         });
+    }
+}
+
+impl Handler<Prepare> for Processor {
+    type Result = bool;
+
+    fn handle(&mut self, _: Prepare, ctx: &mut Self::Context) -> bool {
+        guard("Processor", ctx, || self.prepare_next()).unwrap_or(false)
     }
 }
 
@@ -191,6 +207,7 @@ impl Processor {
             Ok(Begin::LeftAlone(reason)) => return Outcome::Finished(reason.to_string()),
             Err(err) => return Outcome::Failed(err.into()),
         };
+        let input = self.with_prepared(input);
         log_start(payload);
         let analysed = self
             .options(payload)
@@ -265,6 +282,108 @@ impl Processor {
             .stage_seconds
             .push((Stage::GeneratingSamples, sampling.elapsed().as_secs_f64()));
         Ok((analysis, samples))
+    }
+}
+
+// ---- sessions that are still recording ----
+
+impl Processor {
+    /// Takes in one new chunk of the first recording session that has one; whether there may
+    /// be more now.
+    fn prepare_next(&mut self) -> bool {
+        let Ok(pipeline) = self.pipeline.as_mut() else {
+            return false;
+        };
+        let recording = match self
+            .pool
+            .get()
+            .map_err(DbError::from)
+            .and_then(|mut conn| crate::db::prepared::recording_sessions(&mut conn))
+        {
+            Ok(recording) => recording,
+            Err(err) => {
+                log::debug!("Preparing recording sessions skipped: {err}");
+                return false;
+            }
+        };
+        pipeline.retain_prepared(&recording);
+        for session_id in recording {
+            let input = self
+                .pool
+                .get()
+                .map_err(DbError::from)
+                .and_then(|mut conn| queries::load_session(&mut conn, session_id));
+            let input = match input {
+                Ok(input) => input,
+                Err(err) => {
+                    log::debug!("{session_id}: not prepared: {err}");
+                    continue;
+                }
+            };
+            let mut store = DbPreparedStore {
+                pool: &self.pool,
+                session_id,
+            };
+            match pipeline.prepare(&input, &mut store) {
+                Ok(Prepared::Nothing) => continue,
+                Ok(Prepared::Waiting(reason)) => {
+                    log::debug!("{session_id}: a chunk is not ready to prepare: {reason}");
+                }
+                Ok(Prepared::Step { .. } | Prepared::TakenElsewhere) => return true,
+                Err(err) => {
+                    log::warn!("{session_id}: preparing it failed, the job will do it: {err}")
+                }
+            }
+        }
+        false
+    }
+
+    /// `input` with the steps kept while the session recorded; none when they cannot be read
+    /// (the job then does all the work).
+    fn with_prepared(&self, mut input: SessionInput) -> SessionInput {
+        let read = self.pool.get().map_err(DbError::from).and_then(|mut conn| {
+            crate::db::prepared::prepared_steps(&mut conn, input.session_id, true)
+        });
+        match read {
+            Ok(steps) => input.prepared = steps,
+            Err(err) => log::warn!(
+                "{}: the steps prepared while it recorded cannot be read, all is done now: {err}",
+                input.session_id
+            ),
+        }
+        input
+    }
+}
+
+/// `prepared_steps` of one session, on the Processor's pool.
+struct DbPreparedStore<'a> {
+    pool: &'a DbPool,
+    session_id: uuid::Uuid,
+}
+
+impl PreparedStore for DbPreparedStore<'_> {
+    fn steps(&mut self, states: bool) -> Result<Vec<PreparedStep>, JobError> {
+        let mut conn = self.pool.get().map_err(DbError::from)?;
+        Ok(crate::db::prepared::prepared_steps(
+            &mut conn,
+            self.session_id,
+            states,
+        )?)
+    }
+
+    fn keep(&mut self, step: PreparedStep) -> Result<bool, JobError> {
+        let mut conn = self.pool.get().map_err(DbError::from)?;
+        Ok(crate::db::prepared::keep_prepared_step(
+            &mut conn,
+            self.session_id,
+            &step,
+        )?)
+    }
+
+    fn forget_from(&mut self, from: i32) -> Result<(), JobError> {
+        let mut conn = self.pool.get().map_err(DbError::from)?;
+        crate::db::prepared::forget_prepared_steps(&mut conn, self.session_id, from)?;
+        Ok(())
     }
 }
 

@@ -18,6 +18,20 @@ pub struct SessionInput {
     pub session_id: Uuid,
     /// Ordered by `chunk_number`.
     pub chunks: Vec<ChunkRef>,
+    /// What analysing the session while it recorded kept, in step order (empty when it was
+    /// not prepared); the pipeline uses the steps whose chunks are still the session's.
+    pub prepared: Vec<PreparedStep>,
+}
+
+/// One kept step of a session analysed while it recorded (`prepared_steps`): step `step`
+/// took in chunk `chunk_number` at `storage_path`; `state` is what it added, as the pipeline
+/// encoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedStep {
+    pub step: i32,
+    pub chunk_number: i32,
+    pub storage_path: String,
+    pub state: Vec<u8>,
 }
 
 /// One speaker found in the session, with what they said.
@@ -112,6 +126,7 @@ impl Stage {
 
 /// Session status strings the app knows.
 pub mod status {
+    pub const RECORDING: &str = "recording";
     pub const PROCESSING: &str = "processing";
     pub const READY_FOR_CLAIMING: &str = "ready_for_claiming";
     pub const FAILED: &str = "failed";

@@ -14,6 +14,8 @@ pub struct SessionAudio {
     pub samples: Vec<i16>,
     /// `(chunk_number, start in seconds)` of each chunk that made it into `samples`.
     pub chunk_offsets: Vec<(i32, f64)>,
+    /// Each chunk that made it into `samples`, with the samples it decoded to.
+    pub chunk_samples: Vec<(ChunkRef, std::ops::Range<usize>)>,
     /// `(chunk_number, why)` for each chunk left out because it could not be decoded.
     pub skipped: Vec<(i32, String)>,
 }
@@ -46,10 +48,16 @@ pub fn decode_session(
             max_seconds: opts.max_duration_seconds,
             before_seconds: start_seconds,
         };
+        let first = audio.samples.len();
         match decode_into(&chunk.storage_path, opts, limit, &mut audio.samples) {
-            Ok(_) => audio
-                .chunk_offsets
-                .push((chunk.chunk_number, start_seconds)),
+            Ok(_) => {
+                audio
+                    .chunk_offsets
+                    .push((chunk.chunk_number, start_seconds));
+                audio
+                    .chunk_samples
+                    .push((chunk.clone(), first..audio.samples.len()));
+            }
             Err(err) if must_fail_session(&err) => return Err(err),
             Err(err) => {
                 log::warn!(

@@ -103,6 +103,12 @@ pub enum Command {
         /// Follow the session's progress and print its results.
         #[arg(long)]
         wait: bool,
+        /// Record instead, as the phone does: the session is `recording` while the files are
+        /// uploaded one by one as its chunks, this long apart (e.g. 30s), so a worker prepares
+        /// them as they arrive; the last one is followed at once by the end of the recording
+        /// and the job.
+        #[arg(long, value_parser = crate::config::parse_duration)]
+        record: Option<std::time::Duration>,
     },
     /// Ask the running daemon for its statistics over its Unix socket.
     Stats {

@@ -90,6 +90,8 @@ pub fn commit_results(
             return Ok(Committed::LeftAlone(reason));
         }
         delete_previous_results(conn, session_id)?;
+        // What was prepared while it recorded has served: the results are what stays.
+        super::prepared::forget_prepared_steps(conn, session_id, 1)?;
         insert_speakers(conn, results, samples)?;
         insert_segments(conn, results)?;
         let duration = results

@@ -9,6 +9,7 @@
 pub mod connection;
 pub mod lifecycle;
 pub mod models;
+pub mod prepared;
 pub mod queries;
 pub mod schema;
 pub mod sql_types;

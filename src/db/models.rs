@@ -18,7 +18,8 @@ pub struct NewSession<'a> {
     pub started_by: DbUuid,
     pub status: &'a str,
     pub started_at: DbTime,
-    pub ended_at: DbTime,
+    #[diesel(treat_none_as_default_value = false)]
+    pub ended_at: Option<DbTime>,
     pub progress: i32,
     pub created_at: DbTime,
     pub updated_at: DbTime,

@@ -59,7 +59,8 @@ impl From<diesel::result::Error> for DbError {
     }
 }
 
-/// The session's chunks in recording order. Unknown session → `SessionNotFound`; a session with
+/// The session's chunks in recording order, one per `chunk_number` (of several rows with one
+/// number, the last uploaded). Unknown session → `SessionNotFound`; a session with
 /// no chunks → `NoChunks`.
 pub fn load_session(conn: &mut DbConnection, session_id: Uuid) -> Result<SessionInput, DbError> {
     ensure_session_exists(conn, session_id)?;
@@ -77,6 +78,14 @@ pub fn load_session(conn: &mut DbConnection, session_id: Uuid) -> Result<Session
     }
     // Backends disagree on where NULLs sort; a chunk without a number goes last.
     rows.sort_by_key(|row| row.chunk_number.unwrap_or(i32::MAX));
+    // A chunk uploaded twice (the phone retried) or replaced is one chunk: its last upload.
+    rows.dedup_by(|later, earlier| {
+        let same = later.chunk_number.is_some() && later.chunk_number == earlier.chunk_number;
+        if same {
+            std::mem::swap(later, earlier);
+        }
+        same
+    });
     let chunks = rows
         .into_iter()
         .map(|row| ChunkRef {
@@ -84,7 +93,11 @@ pub fn load_session(conn: &mut DbConnection, session_id: Uuid) -> Result<Session
             storage_path: row.storage_path,
         })
         .collect();
-    Ok(SessionInput { session_id, chunks })
+    Ok(SessionInput {
+        session_id,
+        chunks,
+        prepared: Vec::new(),
+    })
 }
 
 /// The app's active target words, lowercased, in table order; empty when there are none (the
@@ -116,36 +129,83 @@ pub fn register_session(
     started_by: Uuid,
     chunks: &[(i32, String, Option<f64>)],
 ) -> Result<(), DbError> {
-    let now = DbTime::now();
     conn.transaction(|conn| {
-        diesel::insert_into(sessions::table)
-            .values(NewSession {
-                id: DbUuid(session_id),
-                started_by: DbUuid(started_by),
-                status: status::PROCESSING,
-                started_at: now,
-                ended_at: now,
-                progress: 0,
-                created_at: now,
-                updated_at: now,
-            })
-            .execute(conn)
-            .map_err(DbError::query("registering the session"))?;
+        insert_session(conn, session_id, started_by, status::PROCESSING)?;
         for (chunk_number, storage_path, duration) in chunks {
-            diesel::insert_into(audio_chunks::table)
-                .values(NewAudioChunk {
-                    id: DbUuid(Uuid::new_v4()),
-                    session_id: DbUuid(session_id),
-                    chunk_number: *chunk_number,
-                    storage_path,
-                    duration_seconds: duration.map(decimal),
-                    uploaded_at: now,
-                })
-                .execute(conn)
-                .map_err(DbError::query("registering the session's audio chunks"))?;
+            add_chunk(conn, session_id, *chunk_number, storage_path, *duration)?;
         }
         Ok(())
     })
+}
+
+/// Creates a session as the API does when a recording starts (`recording`, not ended, no
+/// chunks yet); see [`register_session`] for `started_by`.
+pub fn start_recording(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    started_by: Uuid,
+) -> Result<(), DbError> {
+    insert_session(conn, session_id, started_by, status::RECORDING)
+}
+
+fn insert_session(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    started_by: Uuid,
+    status: &str,
+) -> Result<(), DbError> {
+    let now = DbTime::now();
+    diesel::insert_into(sessions::table)
+        .values(NewSession {
+            id: DbUuid(session_id),
+            started_by: DbUuid(started_by),
+            status,
+            started_at: now,
+            ended_at: (status != status::RECORDING).then_some(now),
+            progress: 0,
+            created_at: now,
+            updated_at: now,
+        })
+        .execute(conn)
+        .map_err(DbError::query("registering the session"))?;
+    Ok(())
+}
+
+/// Adds an uploaded chunk to a session, as the API's `POST /sessions/{id}/chunks` does.
+pub fn add_chunk(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    chunk_number: i32,
+    storage_path: &str,
+    duration_seconds: Option<f64>,
+) -> Result<(), DbError> {
+    diesel::insert_into(audio_chunks::table)
+        .values(NewAudioChunk {
+            id: DbUuid(Uuid::new_v4()),
+            session_id: DbUuid(session_id),
+            chunk_number,
+            storage_path,
+            duration_seconds: duration_seconds.map(decimal),
+            uploaded_at: DbTime::now(),
+        })
+        .execute(conn)
+        .map_err(DbError::query("registering the session's audio chunks"))?;
+    Ok(())
+}
+
+/// Ends a recording as the API's `POST /sessions/{id}/end` does before it queues the job:
+/// `ended_at` now, status `processing`.
+pub fn end_recording(conn: &mut DbConnection, session_id: Uuid) -> Result<(), DbError> {
+    let now = DbTime::now();
+    let ended = diesel::update(sessions::table.find(DbUuid(session_id)))
+        .set((
+            sessions::ended_at.eq(now),
+            sessions::status.eq(status::PROCESSING),
+            sessions::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .map_err(DbError::query("ending the recording"))?;
+    found(ended, session_id)
 }
 
 /// (status, progress, error_message) as the app reads them.

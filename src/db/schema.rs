@@ -101,13 +101,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use crate::db::sql_types::*;
+
+    prepared_steps (session_id, step) {
+        session_id -> Uuid,
+        step -> Int4,
+        chunk_number -> Int4,
+        storage_path -> Text,
+        state -> diesel::sql_types::Binary,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(audio_chunks -> sessions (session_id));
 diesel::joinable!(session_speakers -> sessions (session_id));
 diesel::joinable!(speaker_word_counts -> session_speakers (session_speaker_id));
 diesel::joinable!(transcript_segments -> sessions (session_id));
+diesel::joinable!(prepared_steps -> sessions (session_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audio_chunks,
+    prepared_steps,
     session_speakers,
     sessions,
     speaker_word_counts,

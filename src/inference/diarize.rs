@@ -35,8 +35,8 @@ use super::InferenceError;
 use crate::pcm::Samples;
 use crate::session::speaker_label;
 use clustering::ClusteringOptions;
-use embeddings::SpeakerEmbedding;
-use segmentation::{Segmentation, FRAME_STEP_SAMPLES};
+use embeddings::{LocalTurn, SpeakerEmbedding};
+use segmentation::{LocalActivity, Segmentation, FRAME_STEP_SAMPLES, WINDOW_SAMPLES};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
@@ -154,37 +154,83 @@ impl Diarizer {
         samples: &(impl Samples + ?Sized),
         opts: &DiarizeOptions,
     ) -> Result<Diarization, InferenceError> {
-        let usable = (0.1..=10.0).contains(&opts.step_seconds)
-            && opts.clustering_threshold.is_finite()
-            && opts.clustering_threshold > 0.0;
-        if !usable {
-            return Err(InferenceError::InvalidInput(format!(
-                "diarization windows every {} s with a clustering threshold of {} make no sense; \
-                 use a step of 0.1-10 s and a positive threshold",
-                opts.step_seconds, opts.clustering_threshold
-            )));
-        }
+        let mut evidence = LocalEvidence::default();
+        self.gather(&mut evidence, samples, opts, true)?;
+        self.conclude(&evidence, samples.len(), opts)
+    }
+
+    /// Segments and embeds the windows of `samples` (the whole recording so far) that
+    /// `evidence` lacks: while the recording grows (`last` false) only the windows of the
+    /// regular grid that lie wholly inside it, which more audio cannot change; with `last`,
+    /// all of `segmentation::window_starts` for its full length. Fed as it grows, a recording
+    /// gets the evidence it gets in one call.
+    pub fn gather(
+        &mut self,
+        evidence: &mut LocalEvidence,
+        samples: &(impl Samples + ?Sized),
+        opts: &DiarizeOptions,
+        last: bool,
+    ) -> Result<(), InferenceError> {
+        check_options(opts)?;
         let _optimizer_off = GraphOptimizerOff::new();
         let started = Instant::now();
         let step = (opts.step_seconds * SAMPLE_RATE as f64).round() as usize;
-        let activity = self.segmentation.segment(samples, step, opts.batch_size)?;
-        let segmented = Instant::now();
-
-        let frames_for = |seconds: f64| {
-            (seconds * SAMPLE_RATE as f64 / FRAME_STEP_SAMPLES as f64).round() as usize
+        let done = evidence.activity.windows();
+        let starts: Vec<usize> = if last {
+            segmentation::window_starts(samples.len(), step)
+                .into_iter()
+                .skip(done)
+                .collect()
+        } else {
+            (done..)
+                .map(|k| k * step)
+                .take_while(|&start| start + WINDOW_SAMPLES <= samples.len())
+                .collect()
         };
-        let seconds_of =
-            |frames: usize| frames as f64 * FRAME_STEP_SAMPLES as f64 / SAMPLE_RATE as f64;
+        if starts.is_empty() {
+            return Ok(());
+        }
+        let activity = self
+            .segmentation
+            .segment_windows(samples, starts, opts.batch_size)?;
+        let segmented = Instant::now();
         let turns = self.embedding.embed_local_turns(
             samples,
             &activity,
             frames_for(tuning::MIN_EMBEDDING_SECONDS),
             frames_for(tuning::PIECE_SECONDS),
         )?;
-        let embedded = Instant::now();
+        log::debug!(
+            "diarize: {} window(s) segmented in {:.2} s, {} local turns embedded in {:.2} s",
+            activity.windows(),
+            (segmented - started).as_secs_f64(),
+            turns.len(),
+            segmented.elapsed().as_secs_f64()
+        );
+        evidence
+            .turns
+            .extend(turns.into_iter().map(|turn| LocalTurn {
+                window: turn.window + done,
+                ..turn
+            }));
+        evidence.activity.append(activity);
+        Ok(())
+    }
 
-        let embedded_turns: Vec<&embeddings::LocalTurn> =
-            turns.iter().filter(|t| t.vector.is_some()).collect();
+    /// Who spoke when in a recording of `total_samples` whose windows `evidence` holds: the
+    /// embeddings clustered into global speakers, then each frame's speakers reconstructed.
+    pub fn conclude(
+        &self,
+        evidence: &LocalEvidence,
+        total_samples: usize,
+        opts: &DiarizeOptions,
+    ) -> Result<Diarization, InferenceError> {
+        check_options(opts)?;
+        let started = Instant::now();
+        let LocalEvidence { activity, turns } = evidence;
+        let seconds_of =
+            |frames: usize| frames as f64 * FRAME_STEP_SAMPLES as f64 / SAMPLE_RATE as f64;
+        let embedded_turns: Vec<&LocalTurn> = turns.iter().filter(|t| t.vector.is_some()).collect();
         let vectors: Vec<&[f32]> = embedded_turns
             .iter()
             .filter_map(|t| t.vector.as_deref())
@@ -210,15 +256,15 @@ impl Diarizer {
         )?;
         let clustered = Instant::now();
 
-        let turn_speakers = reconstruction::turn_speakers(&turns, &clusters.assignment);
+        let turn_speakers = reconstruction::turn_speakers(turns, &clusters.assignment);
         let activity = reconstruction::reconstruct(
-            &activity,
-            &turns,
+            activity,
+            turns,
             &turn_speakers,
             clusters.centroids.len(),
-            samples.len(),
+            total_samples,
         );
-        let duration = samples.len() as f64 / SAMPLE_RATE as f64;
+        let duration = total_samples as f64 / SAMPLE_RATE as f64;
         let diarization = Diarization {
             speech: activity.speech(duration),
             turns: activity.turns(duration),
@@ -236,20 +282,90 @@ impl Diarizer {
             );
         }
         log::debug!(
-            "diarize: {duration:.1} s audio: segmentation {:.2} s, {} local turns, {} embedded \
-             ({} clustered) in {:.2} s, clustering {:.3} s, reconstruction {:.3} s → {} speakers, \
-             {} turns",
-            (segmented - started).as_secs_f64(),
+            "diarize: {duration:.1} s audio: {} local turns, {} embedded ({} clustered), \
+             clustering {:.3} s, reconstruction {:.3} s → {} speakers, {} turns",
             turns.len(),
             vectors.len(),
             train.len().min(tuning::MAX_CLUSTERED_EMBEDDINGS),
-            (embedded - segmented).as_secs_f64(),
-            (clustered - embedded).as_secs_f64(),
+            (clustered - started).as_secs_f64(),
             clustered.elapsed().as_secs_f64(),
             diarization.num_speakers,
             diarization.turns.len()
         );
         Ok(diarization)
+    }
+}
+
+/// What the windows segmented so far hold: each window's local speakers per frame, and their
+/// local turns with embeddings (`LocalTurn::window` indexes `activity`'s windows). The whole
+/// of what the clustering and the reconstruction need, so it can be kept while a session
+/// records and concluded when it ends.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocalEvidence {
+    pub activity: LocalActivity,
+    pub turns: Vec<LocalTurn>,
+}
+
+impl LocalEvidence {
+    /// Windows segmented so far.
+    pub fn windows(&self) -> usize {
+        self.activity.windows()
+    }
+
+    /// The first sample a window not yet segmented may read, on the grid of `opts`.
+    pub fn next_window_start(&self, opts: &DiarizeOptions) -> usize {
+        self.windows() * (opts.step_seconds * SAMPLE_RATE as f64).round() as usize
+    }
+
+    /// `other`'s windows and turns after these.
+    pub fn append(&mut self, other: LocalEvidence) {
+        let done = self.windows();
+        self.turns
+            .extend(other.turns.into_iter().map(|turn| LocalTurn {
+                window: turn.window + done,
+                ..turn
+            }));
+        self.activity.append(other.activity);
+    }
+
+    /// The windows and turns from window `from` on (window indices from 0), to be saved as
+    /// what one step added.
+    pub fn since(&self, from: usize) -> LocalEvidence {
+        let mut activity = self.activity.clone();
+        activity.keep_from(from);
+        LocalEvidence {
+            activity,
+            turns: self
+                .turns
+                .iter()
+                .filter(|turn| turn.window >= from)
+                .map(|turn| LocalTurn {
+                    window: turn.window - from,
+                    ..turn.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Frames of segmentation output in `seconds`.
+fn frames_for(seconds: f64) -> usize {
+    (seconds * SAMPLE_RATE as f64 / FRAME_STEP_SAMPLES as f64).round() as usize
+}
+
+/// Options that make no sense are refused before any work.
+fn check_options(opts: &DiarizeOptions) -> Result<(), InferenceError> {
+    let usable = (0.1..=10.0).contains(&opts.step_seconds)
+        && opts.clustering_threshold.is_finite()
+        && opts.clustering_threshold > 0.0;
+    if usable {
+        Ok(())
+    } else {
+        Err(InferenceError::InvalidInput(format!(
+            "diarization windows every {} s with a clustering threshold of {} make no sense; \
+             use a step of 0.1-10 s and a positive threshold",
+            opts.step_seconds, opts.clustering_threshold
+        )))
     }
 }
 

@@ -75,6 +75,39 @@ impl VadOptions {
     }
 }
 
+/// Silero VAD of a recording as it grows: the speech probability of every frame so far and
+/// the model's context and state after the last one (empty: zeros, nothing heard yet).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VadStream {
+    /// One per 512-sample frame from the recording's start.
+    pub probabilities: Vec<f32>,
+    context: Vec<f32>,
+    state: Vec<f32>,
+}
+
+impl VadStream {
+    /// Samples the probabilities cover (a zero-padded last frame counts whole).
+    pub fn samples_done(&self) -> usize {
+        self.probabilities.len() * FRAME_SAMPLES
+    }
+
+    /// The frames from `frame` on, with the state after them: what a step added.
+    pub fn since(&self, frame: usize) -> VadStream {
+        VadStream {
+            probabilities: self.probabilities[frame.min(self.probabilities.len())..].to_vec(),
+            context: self.context.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// `later`'s frames after these, and its state.
+    pub fn append(&mut self, later: VadStream) {
+        self.probabilities.extend(later.probabilities);
+        self.context = later.context;
+        self.state = later.state;
+    }
+}
+
 /// Silero VAD loaded on a device.
 pub struct SileroVad {
     module: CModule,
@@ -93,18 +126,48 @@ impl SileroVad {
         &mut self,
         samples: &(impl Samples + ?Sized),
     ) -> Result<Vec<f32>, InferenceError> {
+        let mut stream = VadStream::default();
+        self.advance(&mut stream, samples, true)?;
+        Ok(stream.probabilities)
+    }
+
+    /// Goes on with `stream` over `samples` (the whole recording so far; only the frames from
+    /// `stream.samples_done()` are read): every whole frame, and with `last` the zero-padded
+    /// rest. The model carries its state from frame to frame, so a recording fed as it grows
+    /// gets the probabilities it gets in one call.
+    pub fn advance(
+        &mut self,
+        stream: &mut VadStream,
+        samples: &(impl Samples + ?Sized),
+        last: bool,
+    ) -> Result<(), InferenceError> {
         let _no_grad = tch::no_grad_guard();
         let options = (Kind::Float, self.device);
-        let mut context = Tensor::zeros([CONTEXT_SAMPLES], options);
-        let mut state = Tensor::zeros([2, STATE_SIZE], options);
-        let mut probabilities = Vec::with_capacity(samples.len().div_ceil(FRAME_SAMPLES));
+        let restore = |values: &[f32], shape: &[i64]| {
+            if values.is_empty() {
+                Tensor::zeros(shape, options)
+            } else {
+                Tensor::from_slice(values)
+                    .view(shape)
+                    .to_device(self.device)
+            }
+        };
+        let mut context = restore(&stream.context, &[CONTEXT_SAMPLES]);
+        let mut state = restore(&stream.state, &[2, STATE_SIZE]);
+        let end = if last {
+            samples.len()
+        } else {
+            samples.len() / FRAME_SAMPLES * FRAME_SAMPLES
+        };
         let mut chunk = Vec::with_capacity(FRAMES_PER_CALL * FRAME_SAMPLES);
-        for from in (0..samples.len()).step_by(FRAMES_PER_CALL * FRAME_SAMPLES) {
+        let mut from = stream.samples_done();
+        while from < end {
             chunk.clear();
             samples.extend_f32(
-                from..(from + FRAMES_PER_CALL * FRAME_SAMPLES).min(samples.len()),
+                from..(from + FRAMES_PER_CALL * FRAME_SAMPLES).min(end),
                 &mut chunk,
             );
+            from += chunk.len();
             let mut input = Tensor::from_slice(&chunk);
             let padding = (FRAME_SAMPLES - chunk.len() % FRAME_SAMPLES) % FRAME_SAMPLES;
             if padding > 0 {
@@ -119,11 +182,15 @@ impl SileroVad {
             ];
             let output = self.module.forward_is(&inputs).map_err(torch_error)?;
             let (probs, next_context, next_state) = unpack_output(output)?;
-            probabilities.extend(Vec::<f32>::try_from(probs.to_device(Device::Cpu))?);
+            stream
+                .probabilities
+                .extend(Vec::<f32>::try_from(probs.to_device(Device::Cpu))?);
             context = next_context;
             state = next_state;
         }
-        Ok(probabilities)
+        stream.context = Vec::<f32>::try_from(context.to_device(Device::Cpu).view([-1]))?;
+        stream.state = Vec::<f32>::try_from(state.to_device(Device::Cpu).view([-1]))?;
+        Ok(())
     }
 
     /// Speech regions of 16 kHz mono audio.

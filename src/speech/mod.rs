@@ -7,6 +7,8 @@
 //! a sample clip per speaker.
 
 pub mod assign;
+pub mod incremental;
+mod prepare;
 pub mod report;
 mod transcriber;
 pub mod windows;
@@ -66,6 +68,8 @@ pub struct SpeechPipeline {
     store: Arc<crate::storage::Store>,
     /// The last analysed session, for its sample clips and `analyze`'s report.
     last: Option<LastSession>,
+    /// Sessions being prepared while they record (see `incremental`), by id.
+    live: std::collections::HashMap<uuid::Uuid, incremental::Live>,
 }
 
 /// What the last analysis keeps beyond its results.
@@ -132,6 +136,7 @@ impl SpeechPipeline {
             },
             store,
             last: None,
+            live: Default::default(),
         })
     }
 
@@ -167,18 +172,13 @@ fn quantize_projection(
     Ok(())
 }
 
-/// Who spoke when, with speakers bounded as asked.
-fn diarize(
-    diarizer: &mut Diarizer,
-    samples: &[i16],
-    options: &JobOptions,
-) -> Result<Diarization, JobError> {
-    let opts = DiarizeOptions {
+/// How a job's audio is diarized: speakers bounded as asked.
+fn diarize_options(options: &JobOptions) -> DiarizeOptions {
+    DiarizeOptions {
         min_speakers: options.min_speakers,
         max_speakers: options.max_speakers,
         ..DiarizeOptions::default()
-    };
-    Ok(diarizer.diarize(samples, &opts)?)
+    }
 }
 
 /// Longest session whose diarization and transcription run side by side. Their working memory
@@ -191,50 +191,58 @@ const SIDE_BY_SIDE_MAX_SECONDS: f64 = 3600.0;
 /// A branch's result and its wall seconds.
 type Timed<T> = (Result<T, JobError>, f64);
 
-/// Runs the diarization and the transcription of `samples`, which need nothing of each other:
-/// side by side on two threads when the machine has two cores or more (libtorch's intra-op
-/// threads, `--torch-threads`, are split between them, at least one each: more threads than
-/// cores make libtorch's barriers wait for descheduled peers) and the session is at most
-/// [`SIDE_BY_SIDE_MAX_SECONDS`] long, else one after the other. The
-/// transcription runs on the calling thread, which reports its progress.
-fn diarize_and_transcribe(
-    diarizer: &mut Diarizer,
-    transcriber: &mut Transcriber,
-    samples: &[i16],
-    options: &JobOptions,
+/// Goes on with the analysis `so_far` over `samples` (the recording so far; see
+/// `incremental`): the diarization's windows and the transcription's, which need nothing of
+/// each other, side by side on two threads when the machine has two cores or more (libtorch's
+/// intra-op threads, `--torch-threads`, are split between them, at least one each: more
+/// threads than cores make libtorch's barriers wait for descheduled peers) and the session is
+/// at most [`SIDE_BY_SIDE_MAX_SECONDS`] long, else one after the other. With `last` the
+/// recording is whole: everything is decoded and the diarization concluded. The transcription
+/// runs on the calling thread, which reports its progress.
+fn advance<S: crate::pcm::Samples + Sync + ?Sized>(
+    (diarizer, transcriber): (&mut Diarizer, &mut Transcriber),
+    so_far: &mut incremental::SoFar,
+    samples: &S,
+    (last, opts): (bool, &DiarizeOptions),
     progress: Progress,
-) -> (Timed<Diarization>, Timed<Heard>) {
+) -> (Timed<Option<Diarization>>, Timed<Heard>) {
+    let incremental::SoFar {
+        heard, evidence, ..
+    } = so_far;
+    let mut diarize = move || {
+        let began = Instant::now();
+        let diarized = diarizer
+            .gather(evidence, samples, opts, last)
+            .and_then(|()| {
+                last.then(|| diarizer.conclude(evidence, samples.len(), opts))
+                    .transpose()
+            })
+            .map_err(JobError::from);
+        (diarized, began.elapsed().as_secs_f64())
+    };
+    let mut transcribe = move |progress: Progress| {
+        let began = Instant::now();
+        let heard = transcriber.advance(heard, samples, last, progress);
+        (heard, began.elapsed().as_secs_f64())
+    };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let seconds = samples.len() as f64 / f64::from(SAMPLE_RATE);
     if cores < 2 || seconds > SIDE_BY_SIDE_MAX_SECONDS {
-        let began = Instant::now();
-        let diarized = diarize(diarizer, samples, options);
-        let diarize_seconds = began.elapsed().as_secs_f64();
-        let began = Instant::now();
-        let heard = transcriber.hear(samples, progress);
-        return (
-            (diarized, diarize_seconds),
-            (heard, began.elapsed().as_secs_f64()),
-        );
+        let diarized = diarize();
+        return (diarized, transcribe(progress));
     }
     let threads = (tch::get_num_threads().max(2) / 2) as i32;
     std::thread::scope(|scope| {
         let diarization = std::thread::Builder::new()
             .name("diarization".into())
-            .spawn_scoped(scope, || {
+            .spawn_scoped(scope, move || {
                 // libtorch's OpenMP thread count is this thread's own.
                 tch::set_num_threads(threads);
-                let began = Instant::now();
-                (
-                    diarize(diarizer, samples, options),
-                    began.elapsed().as_secs_f64(),
-                )
+                diarize()
             });
         let previous = tch::get_num_threads();
         tch::set_num_threads(threads);
-        let began = Instant::now();
-        let heard = transcriber.hear(samples, progress);
-        let heard = (heard, began.elapsed().as_secs_f64());
+        let heard = transcribe(progress);
         tch::set_num_threads(previous);
         let diarized = match diarization {
             // A panic there is the Processor's to handle, as one on its own thread would be.
@@ -264,7 +272,9 @@ impl SessionPipeline for SpeechPipeline {
         self.last = None; // the previous session's audio goes before this one's is decoded
 
         progress(Stage::Concatenating, 0);
+        self.live.remove(&input.session_id);
         let decoded = audio::decode_session(&input.chunks, &self.audio)?;
+        let mut so_far = resume_prepared(input, &decoded);
         let samples = decoded.samples;
         let duration = samples.len() as f64 / f64::from(SAMPLE_RATE);
         log::info!(
@@ -279,14 +289,14 @@ impl SessionPipeline for SpeechPipeline {
         // Diarization and transcription side by side: each stage's own seconds are kept;
         // `wall_seconds` counts the time they shared once.
         progress(Stage::Diarizing, 0);
-        let ((diarization, diarize_seconds), (heard, transcribe_seconds)) = diarize_and_transcribe(
-            &mut self.diarizer,
-            &mut self.transcriber,
-            &samples,
-            options,
+        let ((diarization, diarize_seconds), (heard, transcribe_seconds)) = advance(
+            (&mut self.diarizer, &mut self.transcriber),
+            &mut so_far,
+            &samples[..],
+            (true, &diarize_options(options)),
             progress,
         );
-        let diarization = diarization?;
+        let diarization = diarization?.unwrap_or_default();
         let Heard {
             speech,
             windows,
@@ -400,6 +410,40 @@ impl SessionPipeline for SpeechPipeline {
     fn device(&self) -> String {
         crate::inference::device::describe(self.device)
     }
+
+    fn prepare(
+        &mut self,
+        input: &SessionInput,
+        store: &mut dyn crate::pipeline::PreparedStore,
+    ) -> Result<crate::pipeline::Prepared, JobError> {
+        self.prepare_next(input, store)
+    }
+
+    fn retain_prepared(&mut self, recording: &[uuid::Uuid]) {
+        self.live.retain(|id, _| recording.contains(id));
+    }
+}
+
+/// The analysis kept while the session recorded, as far as its chunks are still the ones
+/// decoded now (nothing when it was not prepared).
+fn resume_prepared(input: &SessionInput, decoded: &audio::SessionAudio) -> incremental::SoFar {
+    if input.prepared.is_empty() {
+        return incremental::SoFar::default();
+    }
+    let fed: Vec<incremental::FedChunk> = decoded
+        .chunk_samples
+        .iter()
+        .map(|(chunk, range)| incremental::FedChunk::new(chunk, &decoded.samples[range.clone()]))
+        .collect();
+    let so_far = incremental::SoFar::resume(&input.prepared, &fed);
+    log::info!(
+        "♻️  {}: {} of {} chunk(s) analysed while it recorded ({} step(s) kept)",
+        input.session_id,
+        so_far.chunks.len(),
+        fed.len(),
+        input.prepared.len()
+    );
+    so_far
 }
 
 impl SpeechPipeline {

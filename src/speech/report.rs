@@ -37,6 +37,7 @@ pub fn analyze_files(
     let input = SessionInput {
         session_id: uuid::Uuid::new_v4(),
         chunks,
+        prepared: Vec::new(),
     };
     let options = JobOptions {
         min_speakers: num_speakers.or(config.min_speakers),

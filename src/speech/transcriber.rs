@@ -6,8 +6,9 @@
 
 use crate::audio::SAMPLE_RATE;
 use crate::error::JobError;
-use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions};
-use crate::inference::whisper::{Rewrite, TranscriptionOptions, Whisper, Word};
+use crate::inference::vad::{speech_regions, SileroVad, SpeechRegion, VadOptions, VadStream};
+use crate::inference::whisper::{DecoderContext, Rewrite, TranscriptionOptions, Whisper, Word};
+use crate::pcm::Samples;
 use crate::pipeline::Progress;
 use crate::session::Stage;
 use crate::singlish::{particle_sites, Corrector, INSERTED_PARTICLES, PARTICLE_PRIOR};
@@ -29,42 +30,92 @@ pub(super) struct Heard {
     pub(super) words: Vec<Word>,
 }
 
+/// The transcription of a recording so far: Silero's frames, the windows decoded, their words
+/// and the decoder's context after them. A window is decoded once no audio still to come can
+/// change it (see [`SETTLE_SECONDS`]), so a recording heard as it grows gets the words it gets in
+/// one pass.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct HeardSoFar {
+    pub(super) vad: VadStream,
+    pub(super) windows: Vec<Window>,
+    pub(super) words: Vec<Word>,
+    /// `None` until the first window is decoded.
+    pub(super) decoder: Option<DecoderContext>,
+}
+
+/// How far behind the end of a growing recording a window must start for the window before
+/// it to be final. The speech regions change only near the end (a region ends after
+/// `min_silence_ms` of silence, and is padded by `speech_pad_ms`): 1 s is several times both.
+const SETTLE_SECONDS: f64 = 1.0;
+
 impl Transcriber {
-    /// Speech regions, the windows planned over them and every word said in them.
-    pub(super) fn hear(&mut self, samples: &[i16], progress: Progress) -> Result<Heard, JobError> {
-        let (speech, windows) = self.plan_windows(samples)?;
+    /// Goes on with `so_far` over `samples` (the whole recording so far, read only where
+    /// `so_far` has not been): Silero over the new frames, the windows planned again over all
+    /// the speech, and the windows not yet decoded decoded: while the recording grows (`last`
+    /// false) those no later audio can change, with `last` all of them. Returns what was heard
+    /// in all.
+    pub(super) fn advance(
+        &mut self,
+        so_far: &mut HeardSoFar,
+        samples: &(impl Samples + ?Sized),
+        last: bool,
+        progress: Progress,
+    ) -> Result<Heard, JobError> {
+        self.vad.advance(&mut so_far.vad, samples, last)?;
+        let probabilities = &so_far.vad.probabilities;
+        let speech = speech_regions(probabilities, samples.len(), &VadOptions::default());
+        let planned = windows::plan(&speech, probabilities, WINDOW_SECONDS);
+        let done = so_far.windows.len();
+        if planned.get(..done) != Some(&so_far.windows[..]) {
+            log::warn!(
+                "the windows planned over more audio differ from the {done} decoded before it \
+                 arrived; the decoded ones are kept"
+            );
+        }
+        let settled = samples.len() as f64 / f64::from(SAMPLE_RATE) - SETTLE_SECONDS;
+        // A window is final once a later one starts in settled audio, or once it is as long as
+        // a window may be before the settled audio ends: no region to come can join it then.
+        let settled_window = |i: usize| {
+            planned.get(i + 1).is_some_and(|next| next.0 < settled)
+                || planned[i].0 + WINDOW_SECONDS < settled
+        };
+        let todo: Vec<Window> = (done..planned.len())
+            .take_while(|&i| last || settled_window(i))
+            .map(|i| planned[i])
+            .collect();
         log::debug!(
-            "{} speech regions ({:.1} s) in {} windows",
+            "{} speech regions ({:.1} s), {} window(s) decoded before, {} now",
             speech.len(),
             speech.iter().map(SpeechRegion::duration).sum::<f64>(),
-            windows.len()
+            done,
+            todo.len()
         );
-        let words = self.transcribe(samples, &speech, &windows, progress)?;
+        if !todo.is_empty() {
+            let context = match so_far.decoder.take() {
+                Some(context) => context,
+                None => self.whisper.start_context(&self.transcription)?,
+            };
+            let mut context = context;
+            let words = self.transcribe(samples, &speech, &todo, &mut context, progress)?;
+            so_far.decoder = Some(context);
+            so_far.windows.extend(todo);
+            so_far.words.extend(words);
+        }
         Ok(Heard {
             speech,
-            windows,
-            words,
+            windows: so_far.windows.clone(),
+            words: so_far.words.clone(),
         })
-    }
-
-    /// Speech regions (Silero VAD) and the windows Whisper decodes, cut at pauses.
-    fn plan_windows(
-        &mut self,
-        samples: &[i16],
-    ) -> Result<(Vec<SpeechRegion>, Vec<Window>), JobError> {
-        let probabilities = self.vad.frame_probabilities(samples)?;
-        let speech = speech_regions(&probabilities, samples.len(), &VadOptions::default());
-        let windows = windows::plan(&speech, &probabilities, WINDOW_SECONDS);
-        Ok((speech, windows))
     }
 
     /// Every word said, in time order, with session times; the Singlish corrections are made
     /// here, word by word, where the audio is at hand to judge them.
     fn transcribe(
         &mut self,
-        samples: &[i16],
+        samples: &(impl Samples + ?Sized),
         speech: &[SpeechRegion],
         windows: &[(f64, f64)],
+        context: &mut DecoderContext,
         progress: Progress,
     ) -> Result<Vec<Word>, JobError> {
         let opts = TranscriptionOptions {
@@ -98,9 +149,10 @@ impl Transcriber {
             }));
             rewrites
         };
-        let segments = self.whisper.transcribe_with(
+        let segments = self.whisper.transcribe_resuming(
             samples,
             &opts,
+            context,
             &mut |seconds| {
                 progress(
                     Stage::Transcribing,

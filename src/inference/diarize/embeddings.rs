@@ -37,7 +37,7 @@ const FRAME_CENTRE_OFFSET: usize = (FRAME_SAMPLES - FRAME_STEP_SAMPLES) / 2;
 
 /// One local speaker's turn inside one window (a run of frames where it talks without a
 /// break), or one piece of a long turn, with its embedding.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LocalTurn {
     pub window: usize,
     /// Local speaker index (0–2).

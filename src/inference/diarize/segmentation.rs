@@ -27,7 +27,7 @@ pub const FRAME_STEP_SAMPLES: usize = 270;
 pub const FRAME_SAMPLES: usize = 991;
 
 /// The local speakers' activity in every window: `[windows, 589, 3]` of 0/1, row-major.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LocalActivity {
     /// First sample of each window; every window is `WINDOW_SAMPLES` long (the one window of
     /// a shorter recording is zero-padded).
@@ -38,6 +38,20 @@ pub struct LocalActivity {
 impl LocalActivity {
     pub fn windows(&self) -> usize {
         self.window_starts.len()
+    }
+
+    /// Drops the windows before `from`.
+    pub fn keep_from(&mut self, from: usize) {
+        let from = from.min(self.windows());
+        self.window_starts.drain(..from);
+        self.activity
+            .drain(..from * FRAMES_PER_WINDOW * LOCAL_SPEAKERS);
+    }
+
+    /// `other`'s windows after these.
+    pub fn append(&mut self, other: LocalActivity) {
+        self.window_starts.extend(other.window_starts);
+        self.activity.extend(other.activity);
     }
 
     /// The 3 local speakers' activity in `frame` of `window`.
@@ -96,16 +110,15 @@ impl Segmentation {
         })
     }
 
-    /// Runs the model on windows every `step` samples over `samples` (16 kHz mono), `batch`
-    /// windows per forward pass, and keeps each frame's local speakers. Only one batch of
-    /// windows is copied at a time.
-    pub fn segment(
+    /// Runs the model on the windows starting at `window_starts` (samples; see
+    /// [`window_starts`]) over `samples` (16 kHz mono), `batch` windows per forward pass, and
+    /// keeps each frame's local speakers. Only one batch of windows is copied at a time.
+    pub fn segment_windows(
         &mut self,
         samples: &(impl Samples + ?Sized),
-        step: usize,
+        window_starts: Vec<usize>,
         batch: usize,
     ) -> Result<LocalActivity, InferenceError> {
-        let window_starts = window_starts(samples.len(), step);
         let mut activity =
             Vec::with_capacity(window_starts.len() * FRAMES_PER_WINDOW * LOCAL_SPEAKERS);
         let _no_grad = tch::no_grad_guard();

@@ -18,7 +18,7 @@ pub mod transcribe;
 pub use model::Precision;
 pub use options::TranscriptionOptions;
 pub use timing::Word;
-pub use transcribe::{AsrSegment, Rewrite, Whisper};
+pub use transcribe::{AsrSegment, DecoderContext, Rewrite, Whisper};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

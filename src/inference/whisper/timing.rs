@@ -285,7 +285,7 @@ pub fn merge_punctuations(alignment: &mut [WordTiming], prepended: &str, appende
 }
 
 /// A word of a transcript with its times (seconds, session time once placed).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Word {
     /// As the recogniser wrote it, with its leading space and punctuation.
     pub word: String,

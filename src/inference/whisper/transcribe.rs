@@ -64,6 +64,18 @@ impl TimedSegment for AsrSegment {
     }
 }
 
+/// What a transcription carries from one clip to the next: the tokens that prompt the next
+/// window (faster-whisper's `all_tokens`, from `prompt_reset_since`), how many of them are the
+/// initial prompt, and where the last word ended (seconds). Saved with a session prepared
+/// while it records, so the rest is decoded as if in one call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DecoderContext {
+    all_tokens: Vec<u32>,
+    initial_prompt_len: usize,
+    prompt_reset_since: usize,
+    last_speech_timestamp: f64,
+}
+
 /// A loaded Whisper model with its tokenizer, on one device.
 pub struct Whisper {
     pub config: Config,
@@ -73,7 +85,7 @@ pub struct Whisper {
     rng: rand::rngs::StdRng,
 }
 
-/// Seed of the sampling at temperatures above 0, reset for every transcription.
+/// Seed of the sampling at temperatures above 0, mixed with each clip's first frame.
 const SAMPLING_SEED: u64 = 0;
 
 /// The reference's `input_stride`: mel frames per output token position.
@@ -178,20 +190,50 @@ impl Whisper {
         progress: &mut dyn FnMut(f64),
         rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
     ) -> Result<Vec<AsrSegment>, InferenceError> {
+        let mut context = self.start_context(opts)?;
+        self.transcribe_resuming(samples, opts, &mut context, progress, rewrites)
+    }
+
+    /// The decoding context a transcription starts from: the initial prompt, nothing heard.
+    pub fn start_context(
+        &self,
+        opts: &TranscriptionOptions,
+    ) -> Result<DecoderContext, InferenceError> {
+        let all_tokens = self.initial_prompt_tokens(opts)?;
+        Ok(DecoderContext {
+            initial_prompt_len: all_tokens.len(),
+            all_tokens,
+            prompt_reset_since: 0,
+            last_speech_timestamp: 0.0,
+        })
+    }
+
+    /// [`Whisper::transcribe_with`] of `opts.clip_timestamps`, going on from `context` (what
+    /// earlier clips of the same audio left) and leaving it as the next clips need it: a
+    /// recording transcribed clip by clip as it grows gets the words it gets in one call.
+    /// Each clip's temperature-fallback sampling is seeded from its start, so a clip's words
+    /// depend on its audio and its context only (a job taken again after a crash, by another
+    /// worker, or resumed from a saved context, counts the same words).
+    pub fn transcribe_resuming(
+        &mut self,
+        samples: &(impl Samples + ?Sized),
+        opts: &TranscriptionOptions,
+        context: &mut DecoderContext,
+        progress: &mut dyn FnMut(f64),
+        rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
+    ) -> Result<Vec<AsrSegment>, InferenceError> {
         let _no_grad = tch::no_grad_guard();
-        // Temperature fallback samples: start every call from the same seed, so the same audio
-        // gives the same words whatever this model decoded before (a job taken again after a
-        // crash, by another worker, must count the same words).
-        self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED);
         let content_frames = samples.len() / HOP_LENGTH;
-        let mut all_tokens = self.initial_prompt_tokens(opts)?;
-        // The rewrites are judged on the transcript's own context, without the initial prompt
-        // (a prior for the words it names, which is what is in question).
-        let initial_prompt_len = all_tokens.len();
-        let mut prompt_reset_since = 0;
-        let mut last_speech_timestamp = 0.0;
+        let DecoderContext {
+            all_tokens,
+            initial_prompt_len,
+            prompt_reset_since,
+            last_speech_timestamp,
+        } = context;
+        let initial_prompt_len = *initial_prompt_len;
         let mut segments = Vec::new();
         for (clip_start, clip_end) in seek_clips(&opts.clip_timestamps, content_frames) {
+            self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED ^ clip_start as u64);
             let mut seek = clip_start;
             while seek < clip_end {
                 let time_offset = seek as f64 / FRAMES_PER_SECOND;
@@ -210,7 +252,7 @@ impl Whisper {
                     .map_err(torch_error)?;
                 let features = self.encode(&mel)?;
                 let prompt = if opts.condition_on_previous_text {
-                    &all_tokens[prompt_reset_since..]
+                    &all_tokens[*prompt_reset_since..]
                 } else {
                     &[]
                 };
@@ -226,12 +268,12 @@ impl Whisper {
                 seek = next_seek;
                 if opts.word_timestamps && !current.is_empty() {
                     let sot_sequence = initial_tokens(&self.config, &opts.language, &[]);
-                    last_speech_timestamp = self.align_words(
+                    *last_speech_timestamp = self.align_words(
                         &mut current,
                         &features,
                         &sot_sequence,
                         (time_offset, segment_size),
-                        last_speech_timestamp,
+                        *last_speech_timestamp,
                     )?;
                     if !single_timestamp_ending {
                         let last_word_end = current.iter().rev().find_map(|s| s.words.last());
@@ -240,7 +282,7 @@ impl Whisper {
                         }
                     }
                     self.apply_word_guards(&mut current, opts)?;
-                    let own_context = &all_tokens[prompt_reset_since.max(initial_prompt_len)..];
+                    let own_context = &all_tokens[(*prompt_reset_since).max(initial_prompt_len)..];
                     let evidence_context = if opts.condition_on_previous_text {
                         initial_tokens(&self.config, &opts.language, own_context)
                     } else {
@@ -260,7 +302,7 @@ impl Whisper {
                 if !opts.condition_on_previous_text
                     || attempt.result.temperature > opts.prompt_reset_on_temperature
                 {
-                    prompt_reset_since = all_tokens.len();
+                    *prompt_reset_since = all_tokens.len();
                 }
                 progress(seek as f64 / FRAMES_PER_SECOND);
             }
