@@ -64,6 +64,7 @@ pub struct Step {
     windows: Vec<super::Window>,
     words: Vec<crate::inference::whisper::Word>,
     decoder: Option<crate::inference::whisper::DecoderContext>,
+    pending_from: f64,
 }
 
 /// The analysis of the chunks taken in so far.
@@ -106,6 +107,7 @@ impl SoFar {
             windows: self.heard.windows[mark.windows..].to_vec(),
             words: self.heard.words[mark.words..].to_vec(),
             decoder: self.heard.decoder.clone(),
+            pending_from: self.heard.pending_from,
         })
     }
 
@@ -116,6 +118,7 @@ impl SoFar {
         self.heard.windows.extend(step.windows);
         self.heard.words.extend(step.words);
         self.heard.decoder = step.decoder;
+        self.heard.pending_from = step.pending_from;
     }
 
     /// The analysis the kept `steps` make while their chunks are `chunks`' first ones: the
@@ -145,15 +148,18 @@ impl SoFar {
         so_far
     }
 
-    /// The first sample any later step reads: the next segmentation window's start, the end of
-    /// the last decoded window, or Silero's next frame, whichever is first.
+    /// The first sample any later step reads: the next segmentation window's start, the
+    /// earliest start of a Whisper window still to decode, or Silero's next frame, whichever is
+    /// first.
     pub fn needed_from(&self, opts: &DiarizeOptions) -> usize {
-        let decoded_until = self.heard.windows.last().map_or(0, |&(_, end)| {
-            (end * f64::from(crate::audio::SAMPLE_RATE)).floor() as usize
-        });
+        // Whisper reads a window from its start rounded to a mel frame, and its log-mel
+        // spectrogram looks a little before: a second more is kept.
+        let pending = ((self.heard.pending_from - 1.0) * f64::from(crate::audio::SAMPLE_RATE))
+            .floor()
+            .max(0.0);
         self.evidence
             .next_window_start(opts)
-            .min(decoded_until)
+            .min(pending as usize)
             .min(self.heard.vad.samples_done())
     }
 }
@@ -274,6 +280,7 @@ mod tests {
                     windows: vec![],
                     words: vec![],
                     decoder: None,
+                    pending_from: 0.0,
                 })
                 .unwrap(),
             })

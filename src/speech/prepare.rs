@@ -39,6 +39,9 @@ impl SpeechPipeline {
             store.forget_from(valid as i32 + 1)?;
             self.live.remove(&session_id);
         }
+        if valid == input.chunks.len() && !self.live.contains_key(&session_id) {
+            return Ok(Prepared::Nothing); // all taken in (by another worker, or before a restart)
+        }
         let mut live = match self.live.remove(&session_id) {
             Some(live) if same_chunks(&live.so_far, &kept[..valid]) => live,
             _ => self.restore(input, store)?,

@@ -41,6 +41,9 @@ pub(super) struct HeardSoFar {
     pub(super) words: Vec<Word>,
     /// `None` until the first window is decoded.
     pub(super) decoder: Option<DecoderContext>,
+    /// Seconds: no window still to decode starts before this (the next planned window's
+    /// start, or the settled end of the recording when none is planned).
+    pub(super) pending_from: f64,
 }
 
 /// How far behind the end of a growing recording a window must start for the window before
@@ -101,6 +104,11 @@ impl Transcriber {
             so_far.windows.extend(todo);
             so_far.words.extend(words);
         }
+        so_far.pending_from = planned
+            .get(so_far.windows.len())
+            .map_or(settled, |window| window.0)
+            .min(settled)
+            .max(0.0);
         Ok(Heard {
             speech,
             windows: so_far.windows.clone(),
