@@ -9,8 +9,9 @@ use diesel::sql_types::Text;
 use lahstats_worker::db::{self, DbConnection};
 use support::postgres::{fresh_database, TestDb};
 
-const WORKER_TABLES: [&str; 6] = [
+const WORKER_TABLES: [&str; 7] = [
     "audio_chunks",
+    "prepared_steps",
     "session_speakers",
     "sessions",
     "speaker_word_counts",
@@ -47,7 +48,7 @@ fn migrations_apply_to_an_empty_postgres_once() {
     let pool = db::connect(&database.url).expect("pool");
 
     let first = db::run_migrations(&pool).expect("first run");
-    assert_eq!(first.len(), 2, "both migrations applied: {first:?}");
+    assert_eq!(first.len(), 3, "all three migrations applied: {first:?}");
     let second = db::run_migrations(&pool).expect("second run");
     assert!(second.is_empty(), "second run applied {second:?}");
 
@@ -93,7 +94,7 @@ fn migrations_apply_to_an_empty_sqlite_once() {
     let pool = db::connect(&database.url()).expect("pool (creates the directory)");
 
     let first = db::run_migrations(&pool).expect("first run");
-    assert_eq!(first.len(), 2, "both migrations applied: {first:?}");
+    assert_eq!(first.len(), 3, "all three migrations applied: {first:?}");
     let second = db::run_migrations(&pool).expect("second run");
     assert!(second.is_empty(), "second run applied {second:?}");
 
@@ -193,7 +194,7 @@ fn migrations_leave_the_apps_existing_tables_untouched() {
 
     let pool = db::connect(&database.url).expect("pool");
     let applied = db::run_migrations(&pool).expect("migrations on the app's database");
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.len(), 3);
 
     assert_eq!(
         lines(&mut conn, columns_sql),
@@ -264,6 +265,10 @@ fn schema_rs_lists_the_migrated_postgres_columns_in_order() {
             schema_columns(audio_chunks::table.select(audio_chunks::all_columns)),
         ),
         (
+            "prepared_steps",
+            schema_columns(prepared_steps::table.select(prepared_steps::all_columns)),
+        ),
+        (
             "session_speakers",
             schema_columns(session_speakers::table.select(session_speakers::all_columns)),
         ),
@@ -298,7 +303,7 @@ fn schema_rs_lists_the_migrated_postgres_columns_in_order() {
 #[test]
 fn an_in_memory_sqlite_database_keeps_its_tables_across_checkouts() {
     let pool = db::connect(":memory:").expect("pool");
-    assert_eq!(db::run_migrations(&pool).expect("migrations").len(), 2);
+    assert_eq!(db::run_migrations(&pool).expect("migrations").len(), 3);
     let session_id = uuid::Uuid::new_v4();
     {
         let mut conn = pool.get().expect("connection");

@@ -74,6 +74,9 @@ pub struct DecoderContext {
     initial_prompt_len: usize,
     prompt_reset_since: usize,
     last_speech_timestamp: f64,
+    /// How far the temperature-fallback sampler (ChaCha12 from [`SAMPLING_SEED`]) has gone, in
+    /// 32-bit words: the sampling of a transcription resumed goes on as if in one call.
+    sampled_words: u128,
 }
 
 /// A loaded Whisper model with its tokenizer, on one device.
@@ -82,10 +85,10 @@ pub struct Whisper {
     model: WhisperModel,
     tokenizer: WhisperTokenizer,
     device: Device,
-    rng: rand::rngs::StdRng,
+    rng: rand_chacha::ChaCha12Rng,
 }
 
-/// Seed of the sampling at temperatures above 0, mixed with each clip's first frame.
+/// Seed of the sampling at temperatures above 0, the same for every transcription.
 const SAMPLING_SEED: u64 = 0;
 
 /// The reference's `input_stride`: mel frames per output token position.
@@ -141,7 +144,7 @@ impl Whisper {
             model,
             tokenizer,
             device,
-            rng: rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED),
+            rng: rand_chacha::ChaCha12Rng::seed_from_u64(SAMPLING_SEED),
         })
     }
 
@@ -205,15 +208,17 @@ impl Whisper {
             all_tokens,
             prompt_reset_since: 0,
             last_speech_timestamp: 0.0,
+            sampled_words: 0,
         })
     }
 
     /// [`Whisper::transcribe_with`] of `opts.clip_timestamps`, going on from `context` (what
     /// earlier clips of the same audio left) and leaving it as the next clips need it: a
     /// recording transcribed clip by clip as it grows gets the words it gets in one call.
-    /// Each clip's temperature-fallback sampling is seeded from its start, so a clip's words
-    /// depend on its audio and its context only (a job taken again after a crash, by another
-    /// worker, or resumed from a saved context, counts the same words).
+    /// The temperature-fallback sampler starts from the same seed for every transcription and
+    /// its position is part of the context, so the same audio gives the same words whatever
+    /// this model decoded before, in one call or resumed from a saved context (a job taken
+    /// again after a crash, by another worker, must count the same words).
     pub fn transcribe_resuming(
         &mut self,
         samples: &(impl Samples + ?Sized),
@@ -224,16 +229,35 @@ impl Whisper {
     ) -> Result<Vec<AsrSegment>, InferenceError> {
         let _no_grad = tch::no_grad_guard();
         let content_frames = samples.len() / HOP_LENGTH;
+        // The sampling goes on where the context's last call left it.
+        self.rng = rand_chacha::ChaCha12Rng::seed_from_u64(SAMPLING_SEED);
+        self.rng.set_word_pos(context.sampled_words);
+        let words =
+            self.transcribe_clips(samples, content_frames, opts, context, progress, rewrites);
+        context.sampled_words = self.rng.get_word_pos();
+        words
+    }
+
+    /// The clips of [`Whisper::transcribe_resuming`], the sampler set.
+    fn transcribe_clips(
+        &mut self,
+        samples: &(impl Samples + ?Sized),
+        content_frames: usize,
+        opts: &TranscriptionOptions,
+        context: &mut DecoderContext,
+        progress: &mut dyn FnMut(f64),
+        rewrites: &dyn Fn(&str) -> Vec<Rewrite>,
+    ) -> Result<Vec<AsrSegment>, InferenceError> {
         let DecoderContext {
             all_tokens,
             initial_prompt_len,
             prompt_reset_since,
             last_speech_timestamp,
+            ..
         } = context;
         let initial_prompt_len = *initial_prompt_len;
         let mut segments = Vec::new();
         for (clip_start, clip_end) in seek_clips(&opts.clip_timestamps, content_frames) {
-            self.rng = rand::rngs::StdRng::seed_from_u64(SAMPLING_SEED ^ clip_start as u64);
             let mut seek = clip_start;
             while seek < clip_end {
                 let time_offset = seek as f64 / FRAMES_PER_SECOND;
