@@ -108,6 +108,31 @@ fn short_sentences_are_recognised_and_the_same_audio_gives_the_same_words() {
     );
 }
 
+/// The decoder keeps the cross-attention keys and values of the last audio it was given (a
+/// window's decoding, alignment and forced scoring share them): another recording in between
+/// must not leak into the next one, and going back must give exactly the words of before.
+#[test]
+fn a_recording_in_between_changes_nothing_of_the_next() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut one = speak(SENTENCES[0], 170, dir.path());
+    one.extend(silence(1.0));
+    let mut other = speak(SENTENCES[4], 150, dir.path());
+    other.extend(silence(1.0));
+    let opts = TranscriptionOptions::default();
+    let mut whisper = load();
+    let first = whisper.transcribe(&one, &opts).unwrap();
+    let between = whisper.transcribe(&other, &opts).unwrap();
+    let again = whisper.transcribe(&one, &opts).unwrap();
+    let fresh = load().transcribe(&other, &opts).unwrap();
+    assert!(!first.is_empty() && !between.is_empty());
+    assert_eq!(first, again, "the same audio after another recording");
+    assert_eq!(
+        between, fresh,
+        "a recording after another, against a fresh model"
+    );
+    assert_ne!(first, between);
+}
+
 #[test]
 fn silence_gives_no_text() {
     let quiet = silence(10.0);

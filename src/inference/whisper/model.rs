@@ -1,9 +1,11 @@
 //! The Whisper network of `whisper/model.py` on tch: `AudioEncoder` and `TextDecoder` of
 //! `ResidualAttentionBlock`s, with the decoder's key/value cache (self-attention grows by one
-//! position per token; cross-attention keys and values are computed once per window).
+//! position per token; cross-attention keys and values are computed once per window and kept
+//! for the forced passes over the same audio).
 
 use super::Config;
 use crate::inference::InferenceError;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
 use tch::{Device, Kind, TchError, Tensor};
@@ -275,6 +277,29 @@ pub struct TextDecoder {
     ln: LayerNorm,
     /// The vocabulary projection in int8, where it was asked for (see [`Int8Projection`]).
     int8_projection: Option<Int8Projection>,
+    /// The audio features last given to [`TextDecoder::new_cache`] and their cross-attention
+    /// keys and values (see there).
+    cross_memo: RefCell<Option<CrossMemo>>,
+}
+
+/// Audio features (a shallow copy: the memo keeps them alive, so no other tensor can take
+/// their address while it is kept) and each layer's cross-attention keys and values of them.
+struct CrossMemo {
+    features: Tensor,
+    cross_attn: Vec<(Tensor, Tensor)>,
+}
+
+impl CrossMemo {
+    /// Whether `features` is the very tensor the memo was made from: the same storage, offset,
+    /// shape, strides and number format (the features are never changed in place).
+    fn holds(&self, features: &Tensor) -> bool {
+        let kept = &self.features;
+        kept.data_ptr() == features.data_ptr()
+            && kept.size() == features.size()
+            && kept.stride() == features.stride()
+            && kept.kind() == features.kind()
+            && kept.device() == features.device()
+    }
 }
 
 /// The decoder's vocabulary projection (`hidden @ token_embedding.T`, 51864 x 384 for tiny.en)
@@ -449,16 +474,36 @@ impl KvCache {
 
 impl TextDecoder {
     /// A fresh cache for `audio_features` `[batch, n_audio_ctx, n_audio_state]`.
+    ///
+    /// The audio's cross-attention keys and values are projected once per features tensor and
+    /// kept until another one comes: a window is decoded (at each temperature of the fallback),
+    /// aligned and scored by forced decoding against the same features, and for tiny.en the
+    /// projection (2 × 4 layers of 1500 × 384 × 384) costs more than a 100-token forced pass.
     pub fn new_cache(&self, audio_features: &Tensor) -> Result<KvCache, TchError> {
-        let mut cross_attn = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            if let Some((attn, _)) = &block.cross_attn {
-                cross_attn.push(attn.cross_kv(audio_features)?);
+        let mut memo = self.cross_memo.borrow_mut();
+        let cross_attn = match memo.as_ref() {
+            Some(kept) if kept.holds(audio_features) => &kept.cross_attn,
+            _ => {
+                let mut cross_attn = Vec::with_capacity(self.blocks.len());
+                for block in &self.blocks {
+                    if let Some((attn, _)) = &block.cross_attn {
+                        cross_attn.push(attn.cross_kv(audio_features)?);
+                    }
+                }
+                &memo
+                    .insert(CrossMemo {
+                        features: audio_features.shallow_clone(),
+                        cross_attn,
+                    })
+                    .cross_attn
             }
-        }
+        };
         Ok(KvCache {
             self_attn: self.blocks.iter().map(|_| None).collect(),
-            cross_attn,
+            cross_attn: cross_attn
+                .iter()
+                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()))
+                .collect(),
         })
     }
 
@@ -657,6 +702,7 @@ impl WhisperModel {
             blocks: decoder_blocks,
             ln: w.layer_norm("decoder.ln")?,
             int8_projection: None,
+            cross_memo: RefCell::new(None),
         };
         w.kind = Kind::Float;
         let mel_filters = w.take("mel_filters")?;
