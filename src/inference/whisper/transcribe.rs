@@ -291,6 +291,7 @@ impl Whisper {
                     self.split_segments_by_timestamps(&attempt, time_offset, segment_size, seek)?;
                 seek = next_seek;
                 if opts.word_timestamps && !current.is_empty() {
+                    let aligning = std::time::Instant::now();
                     let sot_sequence = initial_tokens(&self.config, &opts.language, &[]);
                     *last_speech_timestamp = self.align_words(
                         &mut current,
@@ -306,6 +307,7 @@ impl Whisper {
                         }
                     }
                     self.apply_word_guards(&mut current, opts)?;
+                    let rewriting = std::time::Instant::now();
                     let own_context = &all_tokens[(*prompt_reset_since).max(initial_prompt_len)..];
                     let evidence_context = if opts.condition_on_previous_text {
                         initial_tokens(&self.config, &opts.language, own_context)
@@ -313,6 +315,12 @@ impl Whisper {
                         sot_sequence.clone()
                     };
                     self.apply_rewrites(&mut current, &features, &evidence_context, rewrites)?;
+                    log::debug!(
+                        "whisper: window at {time_offset:.2} s: word alignment {:.2} s, \
+                         corrections and particles judged on the audio {:.2} s",
+                        (rewriting - aligning).as_secs_f64(),
+                        rewriting.elapsed().as_secs_f64()
+                    );
                 }
                 // Always move on, whatever the timestamps said.
                 seek = seek.max(previous_seek + 1);

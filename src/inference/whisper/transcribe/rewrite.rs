@@ -161,22 +161,28 @@ impl Whisper {
             return Ok(Vec::new());
         }
         let forced = ForcedText::new(self, features, tokens).map_err(torch_error)?;
-        let mut accepted = Vec::new();
+        // Where each insertion point is among the text's tokens (a pre-token boundary, so the
+        // prefix's own tokens begin the text's), and its candidates' tokens.
+        let mut sites = Vec::with_capacity(insertions.len());
         for insertion in insertions {
-            let at = insertion.range.start;
-            // Where the insertion point is among the text's tokens (a pre-token boundary, so the
-            // prefix's own tokens begin the text's).
-            let prefix = self.tokenizer.encode(&text[..at])?;
+            let prefix = self.tokenizer.encode(&text[..insertion.range.start])?;
             if !text_tokens.starts_with(&prefix) {
                 continue;
             }
-            let point = text_from + prefix.len();
             let mut candidates = Vec::with_capacity(insertion.replacements.len());
             for replacement in &insertion.replacements {
                 candidates.push(self.tokenizer.encode(replacement)?);
             }
+            sites.push((insertion, text_from + prefix.len(), candidates));
+        }
+        // The text's own next tokens at every site, projected onto the vocabulary in one pass.
+        let points: Vec<usize> = sites.iter().map(|(_, point, _)| *point).collect();
+        let next = forced.next_logprobs(self, &points).map_err(torch_error)?;
+        let mut accepted = Vec::new();
+        for ((insertion, point, candidates), next) in sites.iter().zip(next) {
+            let at = insertion.range.start;
             let scores = forced
-                .insertion_scores(self, point, &candidates, insertion.prior)
+                .insertion_scores(self, *point, candidates, insertion.prior, &next)
                 .map_err(torch_error)?;
             let best = scores
                 .candidates
@@ -293,35 +299,47 @@ impl ForcedText {
         })
     }
 
-    /// Log-probabilities `[rows, n_vocab]` of the token after each of `positions`.
-    fn next_logprobs(&self, whisper: &Whisper, positions: &[i64]) -> Result<Tensor, TchError> {
-        let index = Tensor::f_from_slice(positions)?.f_to_device(whisper.device)?;
-        let hidden = self.hidden.f_index_select(0, &index)?;
-        whisper
-            .model
-            .decoder
-            .exact_logits(&hidden)?
-            .f_log_softmax(-1, tch::Kind::Float)?
-            .f_to_device(Device::Cpu)
+    /// For each insertion point (a token index of the text), the log-probabilities over the
+    /// vocabulary of the text's next [`INSERTION_CONTEXT_TOKENS`] tokens as decoded (fewer at
+    /// the text's end), each a row of `n_vocab`: every point's rows in one projection.
+    fn next_logprobs(
+        &self,
+        whisper: &Whisper,
+        points: &[usize],
+    ) -> Result<Vec<Vec<Vec<f32>>>, TchError> {
+        let positions: Vec<Vec<i64>> = points
+            .iter()
+            .map(|&point| {
+                let count = INSERTION_CONTEXT_TOKENS.min(self.tokens.len() - point);
+                (point - 1..point - 1 + count).map(|p| p as i64).collect()
+            })
+            .collect();
+        let flat: Vec<i64> = positions.iter().flatten().copied().collect();
+        if flat.is_empty() {
+            return Ok(positions.iter().map(|_| Vec::new()).collect());
+        }
+        let mut rows = logprob_rows(whisper, &self.hidden, &flat)?.into_iter();
+        Ok(positions
+            .iter()
+            .map(|p| rows.by_ref().take(p.len()).collect())
+            .collect())
     }
 
     /// Scores inserting each of `candidates` (tokens) before token `point` of the text: the
     /// candidate's tokens then the next [`INSERTION_CONTEXT_TOKENS`] tokens as decoded, against
     /// those next tokens alone. A candidate whose first token (with `prior`) is already less
     /// likely than the decoded tokens together is not scored further: the rest can only lower it.
+    /// `logprobs` are the point's rows of [`ForcedText::next_logprobs`].
     fn insertion_scores(
         &self,
         whisper: &Whisper,
         point: usize,
         candidates: &[Vec<u32>],
         prior: f64,
+        logprobs: &[Vec<f32>],
     ) -> Result<InsertionScores, TchError> {
-        let next = &self.tokens[point..(point + INSERTION_CONTEXT_TOKENS).min(self.tokens.len())];
-        let positions: Vec<i64> = (point - 1..point - 1 + next.len())
-            .map(|p| p as i64)
-            .collect();
-        let logprobs = self.next_logprobs(whisper, &positions)?;
-        let at = |row: usize, token: i64| -> f64 { logprobs.double_value(&[row as i64, token]) };
+        let next = &self.tokens[point..point + logprobs.len()];
+        let at = |row: usize, token: i64| -> f64 { f64::from(logprobs[row][token as usize]) };
         let decoded: f64 = next.iter().enumerate().map(|(row, &t)| at(row, t)).sum();
         let mut scores: Vec<Option<f64>> = candidates
             .iter()
@@ -369,15 +387,11 @@ impl ForcedText {
                 .decoder
                 .forward(&input, &mut cache)?
                 .f_select(1, 0)?;
-            let logprobs = whisper
-                .model
-                .decoder
-                .exact_logits(&hidden)?
-                .f_log_softmax(-1, tch::Kind::Float)?
-                .f_to_device(Device::Cpu)?;
-            for (row, (&i, sequence)) in rows.iter().zip(&sequences).enumerate() {
+            let all: Vec<i64> = (0..rows.len() as i64).collect();
+            let logprobs = logprob_rows(whisper, &hidden, &all)?;
+            for ((&i, sequence), logprobs) in rows.iter().zip(&sequences).zip(&logprobs) {
                 if let (Some(&target), Some(score)) = (sequence.get(step + 1), scores[i].as_mut()) {
-                    *score += logprobs.double_value(&[row as i64, target]);
+                    *score += f64::from(logprobs[target as usize]);
                 }
             }
         }
@@ -386,4 +400,24 @@ impl ForcedText {
             decoded,
         })
     }
+}
+
+/// The rows `rows` of `hidden` `[n, state]` projected onto the vocabulary exactly and
+/// log-softmaxed, each as `n_vocab` values on the CPU (one projection, one copy).
+fn logprob_rows(
+    whisper: &Whisper,
+    hidden: &Tensor,
+    rows: &[i64],
+) -> Result<Vec<Vec<f32>>, TchError> {
+    let index = Tensor::f_from_slice(rows)?.f_to_device(whisper.device)?;
+    let logprobs = whisper
+        .model
+        .decoder
+        .exact_logits(&hidden.f_index_select(0, &index)?)?
+        .f_log_softmax(-1, tch::Kind::Float)?
+        .f_to_device(Device::Cpu)?
+        .f_contiguous()?;
+    let n_vocab = logprobs.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(&logprobs.f_view([-1])?)?;
+    Ok(flat.chunks(n_vocab).map(<[f32]>::to_vec).collect())
 }
