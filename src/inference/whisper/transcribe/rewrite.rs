@@ -177,10 +177,11 @@ impl Whisper {
         }
         // The text's own next tokens at every site, projected onto the vocabulary in one pass.
         let points: Vec<usize> = sites.iter().map(|(_, point, _)| *point).collect();
-        let next = forced.next_logprobs(self, &points).map_err(torch_error)?;
+        let (next, ranges) = forced.next_logprobs(self, &points).map_err(torch_error)?;
         let mut accepted = Vec::new();
-        for ((insertion, point, candidates), next) in sites.iter().zip(next) {
+        for ((insertion, point, candidates), rows) in sites.iter().zip(ranges) {
             let at = insertion.range.start;
+            let next: Vec<&[f32]> = rows.map(|row| next.row(row)).collect();
             let scores = forced
                 .insertion_scores(self, *point, candidates, insertion.prior, &next)
                 .map_err(torch_error)?;
@@ -301,42 +302,34 @@ impl ForcedText {
 
     /// For each insertion point (a token index of the text), the log-probabilities over the
     /// vocabulary of the text's next [`INSERTION_CONTEXT_TOKENS`] tokens as decoded (fewer at
-    /// the text's end), each a row of `n_vocab`: every point's rows in one projection.
+    /// the text's end): every point's rows in one projection, and which rows are each point's.
     fn next_logprobs(
         &self,
         whisper: &Whisper,
         points: &[usize],
-    ) -> Result<Vec<Vec<Vec<f32>>>, TchError> {
-        let positions: Vec<Vec<i64>> = points
-            .iter()
-            .map(|&point| {
-                let count = INSERTION_CONTEXT_TOKENS.min(self.tokens.len() - point);
-                (point - 1..point - 1 + count).map(|p| p as i64).collect()
-            })
-            .collect();
-        let flat: Vec<i64> = positions.iter().flatten().copied().collect();
-        if flat.is_empty() {
-            return Ok(positions.iter().map(|_| Vec::new()).collect());
+    ) -> Result<(LogprobRows, Vec<std::ops::Range<usize>>), TchError> {
+        let mut positions = Vec::new();
+        let mut ranges = Vec::with_capacity(points.len());
+        for &point in points {
+            let count = INSERTION_CONTEXT_TOKENS.min(self.tokens.len() - point);
+            ranges.push(positions.len()..positions.len() + count);
+            positions.extend((point - 1..point - 1 + count).map(|p| p as i64));
         }
-        let mut rows = logprob_rows(whisper, &self.hidden, &flat)?.into_iter();
-        Ok(positions
-            .iter()
-            .map(|p| rows.by_ref().take(p.len()).collect())
-            .collect())
+        Ok((LogprobRows::of(whisper, &self.hidden, &positions)?, ranges))
     }
 
     /// Scores inserting each of `candidates` (tokens) before token `point` of the text: the
     /// candidate's tokens then the next [`INSERTION_CONTEXT_TOKENS`] tokens as decoded, against
     /// those next tokens alone. A candidate whose first token (with `prior`) is already less
     /// likely than the decoded tokens together is not scored further: the rest can only lower it.
-    /// `logprobs` are the point's rows of [`ForcedText::next_logprobs`].
+    /// `logprobs` are the point's rows of [`ForcedText::next_logprobs`], one per next token.
     fn insertion_scores(
         &self,
         whisper: &Whisper,
         point: usize,
         candidates: &[Vec<u32>],
         prior: f64,
-        logprobs: &[Vec<f32>],
+        logprobs: &[&[f32]],
     ) -> Result<InsertionScores, TchError> {
         let next = &self.tokens[point..point + logprobs.len()];
         let at = |row: usize, token: i64| -> f64 { f64::from(logprobs[row][token as usize]) };
@@ -388,10 +381,10 @@ impl ForcedText {
                 .forward(&input, &mut cache)?
                 .f_select(1, 0)?;
             let all: Vec<i64> = (0..rows.len() as i64).collect();
-            let logprobs = logprob_rows(whisper, &hidden, &all)?;
-            for ((&i, sequence), logprobs) in rows.iter().zip(&sequences).zip(&logprobs) {
+            let logprobs = LogprobRows::of(whisper, &hidden, &all)?;
+            for (row, (&i, sequence)) in rows.iter().zip(&sequences).enumerate() {
                 if let (Some(&target), Some(score)) = (sequence.get(step + 1), scores[i].as_mut()) {
-                    *score += f64::from(logprobs[target as usize]);
+                    *score += f64::from(logprobs.row(row)[target as usize]);
                 }
             }
         }
@@ -402,22 +395,39 @@ impl ForcedText {
     }
 }
 
-/// The rows `rows` of `hidden` `[n, state]` projected onto the vocabulary exactly and
-/// log-softmaxed, each as `n_vocab` values on the CPU (one projection, one copy).
-fn logprob_rows(
-    whisper: &Whisper,
-    hidden: &Tensor,
-    rows: &[i64],
-) -> Result<Vec<Vec<f32>>, TchError> {
-    let index = Tensor::f_from_slice(rows)?.f_to_device(whisper.device)?;
-    let logprobs = whisper
-        .model
-        .decoder
-        .exact_logits(&hidden.f_index_select(0, &index)?)?
-        .f_log_softmax(-1, tch::Kind::Float)?
-        .f_to_device(Device::Cpu)?
-        .f_contiguous()?;
-    let n_vocab = logprobs.size()[1] as usize;
-    let flat = Vec::<f32>::try_from(&logprobs.f_view([-1])?)?;
-    Ok(flat.chunks(n_vocab).map(<[f32]>::to_vec).collect())
+/// Log-probabilities over the vocabulary of some rows of a decoder's hidden states, on the CPU
+/// in one buffer (`n_vocab` values a row).
+struct LogprobRows {
+    values: Vec<f32>,
+    n_vocab: usize,
+}
+
+impl LogprobRows {
+    /// The rows `rows` of `hidden` `[n, state]` projected onto the vocabulary exactly and
+    /// log-softmaxed (one projection, one copy); none for no rows.
+    fn of(whisper: &Whisper, hidden: &Tensor, rows: &[i64]) -> Result<Self, TchError> {
+        if rows.is_empty() {
+            return Ok(LogprobRows {
+                values: Vec::new(),
+                n_vocab: 0,
+            });
+        }
+        let index = Tensor::f_from_slice(rows)?.f_to_device(whisper.device)?;
+        let logprobs = whisper
+            .model
+            .decoder
+            .exact_logits(&hidden.f_index_select(0, &index)?)?
+            .f_log_softmax(-1, tch::Kind::Float)?
+            .f_to_device(Device::Cpu)?
+            .f_contiguous()?;
+        Ok(LogprobRows {
+            n_vocab: logprobs.size()[1] as usize,
+            values: Vec::<f32>::try_from(&logprobs.f_view([-1])?)?,
+        })
+    }
+
+    /// Row `i` (in the order the rows were asked for).
+    fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
 }
